@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The configuration file (`config` in the home): plain text a person can
+ * read and edit, INI-like sections for options, devices and folders. Loaded
+ * and validated into plain data; saved atomically (temp, fsync, rename).
+ * Errors are reported as "FILE:LINE: reason". A running daemon reloads it
+ * when it changes and keeps its last good config if the new one is bad.
+ * See docs/configuration.md for the format.
+ */
+#ifndef SHOAL_CONFIG_H
+#define SHOAL_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shoal/err.h"
+#include "shoal/identity.h"
+
+#define CONFIG_FILE		"config"
+#define CONFIG_MAX_SIZE		(4 * 1024 * 1024)
+#define CONFIG_ERR_SIZE		512
+#define CONFIG_DEFAULT_LISTEN	"tcp://0.0.0.0:22000"
+#define CONFIG_DEFAULT_API	"127.0.0.1:8385"
+#define CONFIG_DEFAULT_RESCAN_S	3600
+
+enum config_folder_type {
+	CONFIG_FOLDER_SENDRECEIVE = 0,
+	CONFIG_FOLDER_SENDONLY,
+	CONFIG_FOLDER_RECEIVEONLY
+};
+
+enum config_versioning {
+	CONFIG_VERSIONING_NONE = 0,
+	CONFIG_VERSIONING_TRASHCAN,
+	CONFIG_VERSIONING_SIMPLE,
+	CONFIG_VERSIONING_STAGGERED
+};
+
+struct config_device {
+	struct device_id	 id;
+	char			*name;		/* owned; may be "" */
+	char			**addresses;	/* owned; "dynamic" or tcp://H:P */
+	size_t			 address_count;
+	bool			 introducer;
+};
+
+struct config_folder {
+	char			*id;		/* owned; [A-Za-z0-9._-]{1,64} */
+	char			*label;		/* owned; may be "" */
+	char			*path;		/* owned; absolute */
+	enum config_folder_type	 type;
+	enum config_versioning	 versioning;
+	uint32_t		 rescan_s;	/* 0 = no periodic rescan */
+	bool			 watch;
+	struct device_id	*shares;	/* owned; devices it is shared with */
+	size_t			 share_count;
+};
+
+struct config {
+	char			*name;		/* owned; this device's name */
+	char			*listen;	/* owned; tcp://HOST:PORT */
+	char			*api;		/* owned; 127.0.0.1:PORT */
+	bool			 announce_lan;	/* local discovery: send */
+	bool			 listen_lan;	/* local discovery: receive */
+	struct config_device	*devices;	/* owned array */
+	size_t			 device_count;
+	struct config_folder	*folders;	/* owned array */
+	size_t			 folder_count;
+};
+
+/* Lifecycle */
+/* A config with defaults and no devices or folders. Caller frees. */
+struct config	*config_new(void);
+void		 config_free(struct config *c);
+/*
+ * Parse `len` bytes of config text. `file` names the source in errors.
+ * On error returns SH_ECONFIG and writes "FILE:LINE: reason" into err.
+ */
+int	config_parse(const char *text, size_t len, const char *file,
+	    struct config **out, char *err, size_t err_size) SH_MUST_CHECK;
+/* Read and parse `path`; errors as config_parse, or -errno when unreadable
+ * (err then says "FILE: reason"). */
+int	config_load(const char *path, struct config **out, char *err,
+	    size_t err_size) SH_MUST_CHECK;
+/* Serialise to text. Caller frees. */
+char	*config_format(const struct config *c);
+/* Write atomically with mode 0600. 0 or -errno. */
+int	config_save(const struct config *c, const char *path) SH_MUST_CHECK;
+
+/* Operations (all return 0, SH_EEXIST, SH_ENOTFOUND or SH_ECONFIG with a
+ * reason in err) */
+int	config_device_add(struct config *c, const struct device_id *id,
+	    const char *name, const char *const *addresses, size_t address_count,
+	    bool introducer, char *err, size_t err_size) SH_MUST_CHECK;
+int	config_device_remove(struct config *c, const struct device_id *id)
+	    SH_MUST_CHECK;
+int	config_folder_add(struct config *c, const char *id, const char *path,
+	    enum config_folder_type type, enum config_versioning versioning,
+	    uint32_t rescan_s, bool watch, char *err, size_t err_size)
+	    SH_MUST_CHECK;
+int	config_folder_remove(struct config *c, const char *id) SH_MUST_CHECK;
+int	config_folder_share(struct config *c, const char *folder_id,
+	    const struct device_id *dev, char *err, size_t err_size)
+	    SH_MUST_CHECK;
+
+/* Queries */
+struct config_device *config_device_find(const struct config *c,
+	    const struct device_id *id);
+struct config_folder *config_folder_find(const struct config *c,
+	    const char *id);
+/* Names <-> enums; *_parse return 0 or SH_EPARSE. */
+const char *config_folder_type_name(enum config_folder_type t);
+int	config_folder_type_parse(const char *s, enum config_folder_type *out)
+	    SH_MUST_CHECK;
+const char *config_versioning_name(enum config_versioning v);
+int	config_versioning_parse(const char *s, enum config_versioning *out)
+	    SH_MUST_CHECK;
+/* Validate "tcp://HOST:PORT" (HOST: IPv4, [IPv6] or name; PORT 0..65535)
+ * or, for device addresses, "dynamic". 0 or SH_EPARSE. */
+int	config_address_validate(const char *s, bool allow_dynamic) SH_MUST_CHECK;
+/* Validate "127.0.0.1:PORT" / "[::1]:PORT" style API address. */
+int	config_api_validate(const char *s) SH_MUST_CHECK;
+/* Validate a folder ID. */
+bool	config_folder_id_valid(const char *id);
+
+#endif /* SHOAL_CONFIG_H */

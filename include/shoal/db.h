@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The index: one SQLite database (WAL mode) per home holding this device's
+ * file records and the latest records received from each peer, per folder,
+ * with sequence numbers so peers exchange only what changed. Schema is
+ * versioned (PRAGMA user_version) with forward migrations. One connection,
+ * used only from the loop thread. See docs/internals/db.md.
+ */
+#ifndef SHOAL_DB_H
+#define SHOAL_DB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shoal/err.h"
+#include "shoal/identity.h"
+#include "shoal/record.h"
+
+#define DB_FILE			"index.db"
+/* Device index of this device in every per-device table. */
+#define DB_LOCAL_DEVICE		0
+
+struct db;
+
+/* Light view of a record used by iterations that must not load blocks. */
+struct db_entry {
+	const char	*name;		/* borrowed; valid during the callback */
+	enum record_type type;
+	int64_t		 size;
+	bool		 deleted;
+	bool		 invalid;
+	int64_t		 sequence;
+};
+
+/* Return 0 to continue, non-zero to stop (that value is returned). */
+typedef int (*db_entry_cb)(const struct db_entry *e, void *arg);
+typedef int (*db_record_cb)(const struct record *r, void *arg);
+
+struct db_counts {
+	uint64_t	files;		/* regular files + symlinks, not deleted */
+	uint64_t	directories;	/* not deleted */
+	uint64_t	bytes;		/* sum of sizes of the counted files */
+	uint64_t	deleted;	/* tombstones */
+};
+
+/* Lifecycle */
+/* Open or create `path`, set WAL, migrate to the current schema. Caller
+ * closes with db_close(). 0, SH_EDB or SH_ECORRUPT (newer schema). */
+int	db_open(const char *path, struct db **out) SH_MUST_CHECK;
+void	db_close(struct db *db);
+int	db_schema_version(struct db *db);
+
+/* Transactions (not nested; the scanner groups many puts in one). */
+int	db_begin(struct db *db) SH_MUST_CHECK;
+int	db_commit(struct db *db) SH_MUST_CHECK;
+void	db_rollback(struct db *db);
+
+/* Folders and devices */
+/* Index of folder `id`, created if new. */
+int	db_folder_idx(struct db *db, const char *id, int64_t *out) SH_MUST_CHECK;
+/* Drop every record of a folder (folder removed from config). */
+int	db_folder_drop(struct db *db, int64_t folder) SH_MUST_CHECK;
+/* Index of a remote device, created if new (never DB_LOCAL_DEVICE). */
+int	db_device_idx(struct db *db, const struct device_id *id, int64_t *out)
+	    SH_MUST_CHECK;
+
+/* Records */
+/* Fetch (folder, device, name). 0 with *out set (caller frees with
+ * record_free), SH_ENOTFOUND, or SH_EDB. */
+int	db_file_get(struct db *db, int64_t folder, int64_t device,
+	    const char *name, struct record **out) SH_MUST_CHECK;
+/*
+ * Store a record of this device. Assigns r->sequence = the folder's next
+ * local sequence (strictly increasing, never reused) before storing. Also
+ * maintains the block hash -> (name, offset) lookup.
+ */
+int	db_local_put(struct db *db, int64_t folder, struct record *r)
+	    SH_MUST_CHECK;
+/* Store a record received from a remote device as is. */
+int	db_remote_put(struct db *db, int64_t folder, int64_t device,
+	    const struct record *r) SH_MUST_CHECK;
+/* Highest sequence stored for (folder, device); 0 if none. */
+int	db_max_sequence(struct db *db, int64_t folder, int64_t device,
+	    int64_t *out) SH_MUST_CHECK;
+/*
+ * Iterate records of (folder, device) whose name is `prefix` or lies below
+ * it ("" = all), ordered by name. Deleted entries are included; the
+ * callback filters. The callback may not write to the db.
+ */
+int	db_entries_under(struct db *db, int64_t folder, int64_t device,
+	    const char *prefix, db_entry_cb cb, void *arg) SH_MUST_CHECK;
+/* Full records with sequence > since, ascending, at most `limit` (0 = no
+ * limit). For index exchange. */
+int	db_records_since(struct db *db, int64_t folder, int64_t device,
+	    int64_t since, size_t limit, db_record_cb cb, void *arg)
+	    SH_MUST_CHECK;
+int	db_counts(struct db *db, int64_t folder, int64_t device,
+	    struct db_counts *out) SH_MUST_CHECK;
+/* Find a local block by hash: 0 with name (caller frees) and offset, or
+ * SH_ENOTFOUND. */
+int	db_block_find(struct db *db, int64_t folder,
+	    const uint8_t hash[RECORD_HASH_LEN], char **name, int64_t *offset)
+	    SH_MUST_CHECK;
+
+/* Index IDs (bep-brief §9.2): random 64-bit per (folder, device). */
+int	db_index_id_get(struct db *db, int64_t folder, int64_t device,
+	    uint64_t *out) SH_MUST_CHECK;
+int	db_index_id_set(struct db *db, int64_t folder, int64_t device,
+	    uint64_t index_id) SH_MUST_CHECK;
+
+#endif /* SHOAL_DB_H */

@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A folder at run time: its state machine (idle / scanning / syncing /
+ * error), the marker check (.stfolder), the scanner, the watcher and the
+ * periodic rescan timer. The daemon owns one per configured folder.
+ */
+#ifndef SHOAL_FOLDER_H
+#define SHOAL_FOLDER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "shoal/config.h"
+#include "shoal/err.h"
+#include "shoal/scan.h"
+
+#define FOLDER_MARKER	".stfolder"
+
+enum folder_state {
+	FOLDER_STATE_IDLE = 0,
+	FOLDER_STATE_SCANNING,
+	FOLDER_STATE_SYNCING,
+	FOLDER_STATE_ERROR
+};
+
+struct db;
+struct folder;
+
+/* Plain snapshot for status output. */
+struct folder_status {
+	enum folder_state	 state;
+	const char		*error;		/* borrowed; NULL if none */
+	uint64_t		 local_files;
+	uint64_t		 local_bytes;
+	uint64_t		 local_directories;
+	struct scan_progress	 scan;		/* valid while scanning */
+	bool			 scan_running;
+	uint64_t		 scans_completed;
+	bool			 watching;
+	bool			 watch_degraded;
+	int64_t			 local_sequence;
+};
+
+/* Called on every local change committed by a scan (for later networking). */
+typedef void (*folder_change_cb)(struct folder *f, const struct record *r,
+	    void *arg);
+
+/* Lifecycle */
+/*
+ * Start a folder: check root and marker, load .stignore, start the watcher,
+ * schedule the initial scan. A missing root/marker is not a failure of
+ * folder_open: the folder enters FOLDER_STATE_ERROR and retries on its
+ * rescan timer. 0 or -errno/SH_EDB.
+ */
+int	folder_open(uv_loop_t *loop, struct db *db, const struct config_folder *cfg,
+	    uint64_t short_id, folder_change_cb cb, void *arg,
+	    struct folder **out) SH_MUST_CHECK;
+/* Stop everything; memory is released asynchronously. */
+void	folder_close(struct folder *f);
+/* Apply a changed config for the same folder ID (path, rescan, watch...). */
+void	folder_reconfigure(struct folder *f, const struct config_folder *cfg);
+
+/* Operations */
+/* Queue a full rescan (or of `path` when not NULL). */
+void	folder_request_scan(struct folder *f, const char *path);
+
+/* Queries */
+const char *folder_id(const struct folder *f);
+int64_t	folder_idx(const struct folder *f);
+const struct config_folder *folder_config(const struct folder *f);
+void	folder_get_status(struct folder *f, struct folder_status *out);
+const char *folder_state_name(enum folder_state s);
+
+#endif /* SHOAL_FOLDER_H */

@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The scanner: walks a folder (or some paths in it), compares what it finds
+ * with the local records in the index, hashes changed regular files on the
+ * thread pool, and records new versions (vector bumped with this device's
+ * short ID), tombstones for what disappeared, symlinks (never followed),
+ * permissions and nanosecond mtimes. Unchanged entries (type, size, mtime,
+ * inode, mode) are skipped without reading. Index writes are batched in
+ * transactions (group commit) on the loop thread.
+ */
+#ifndef SHOAL_SCAN_H
+#define SHOAL_SCAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "shoal/err.h"
+#include "shoal/ignore.h"
+#include "shoal/record.h"
+
+struct db;
+struct scan;
+
+struct scan_progress {
+	uint64_t	entries_seen;	/* directory entries examined */
+	uint64_t	files_hashed;	/* files whose hashing completed */
+	uint64_t	bytes_hashed;	/* bytes hashed so far */
+	uint64_t	bytes_to_hash;	/* bytes queued for hashing so far */
+	uint64_t	changes;	/* records written (new, changed, deleted) */
+};
+
+/* Called once per recorded change, after it is committed. */
+typedef void (*scan_change_cb)(const struct record *r, void *arg);
+/* Called exactly once when the scan ends: 0, -ECANCELED, or an error. */
+typedef void (*scan_done_cb)(struct scan *s, int status, void *arg);
+
+struct scan_params {
+	uv_loop_t		*loop;
+	struct db		*db;		/* borrowed; loop thread only */
+	int64_t			 folder_idx;
+	const char		*folder_id;	/* borrowed; for logs */
+	const char		*root;		/* borrowed; absolute */
+	uint64_t		 short_id;	/* this device */
+	const struct ignore	*ignore;	/* borrowed; may be NULL */
+	scan_change_cb		 change_cb;	/* may be NULL */
+	scan_done_cb		 done_cb;
+	void			*arg;
+};
+
+/*
+ * Start scanning `paths` (folder-relative; NULL or count 0 = whole folder).
+ * Borrowed params must outlive the scan. 0 (done_cb will run) or -errno.
+ */
+int	scan_start(const struct scan_params *p, const char *const *paths,
+	    size_t path_count, struct scan **out) SH_MUST_CHECK;
+/* Ask the scan to stop; done_cb runs later with -ECANCELED. */
+void	scan_cancel(struct scan *s);
+void	scan_get_progress(const struct scan *s, struct scan_progress *out);
+/* Freed by the scanner after done_cb returns; do not touch it after. */
+
+#endif /* SHOAL_SCAN_H */

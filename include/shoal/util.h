@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Small helpers that no library gives us: allocation wrappers that abort on
+ * out-of-memory (data survives through temp file + fsync + rename, not
+ * through the process surviving OOM), a capped growable buffer, atomic file
+ * writes, and file-system wrappers with fault injection for tests.
+ */
+#ifndef SHOAL_UTIL_H
+#define SHOAL_UTIL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "shoal/err.h"
+
+/* Allocation: these never return NULL; on OOM they log and abort. */
+void	*xmalloc(size_t size);
+void	*xcalloc(size_t count, size_t size);
+void	*xrealloc(void *ptr, size_t size);
+void	*xreallocarray(void *ptr, size_t count, size_t size);
+char	*xstrdup(const char *s);
+char	*xstrndup(const char *s, size_t len);
+/* Caller frees with free(). */
+char	*xasprintf(const char *fmt, ...) SH_PRINTF(1, 2);
+char	*xvasprintf(const char *fmt, va_list ap) SH_PRINTF(1, 0);
+
+/*
+ * Growable byte buffer with a hard cap (curl dynbuf). Always NUL-terminated
+ * after a successful append so text can be used directly. Owner frees with
+ * util_buf_free().
+ */
+struct util_buf {
+	char	*data;		/* owned; NULL until first append */
+	size_t	 len;		/* bytes used, excluding the trailing NUL */
+	size_t	 cap;		/* bytes allocated */
+	size_t	 max_len;	/* appends beyond this fail with -E2BIG */
+};
+
+void	util_buf_init(struct util_buf *b, size_t max_len);
+void	util_buf_free(struct util_buf *b);
+void	util_buf_reset(struct util_buf *b);
+/* 0, or -E2BIG when the cap would be exceeded (buffer unchanged). */
+int	util_buf_append(struct util_buf *b, const void *data, size_t len)
+	    SH_MUST_CHECK;
+int	util_buf_printf(struct util_buf *b, const char *fmt, ...)
+	    SH_PRINTF(2, 3) SH_MUST_CHECK;
+
+/*
+ * Write `len` bytes to `path` atomically: a temp file in the same directory,
+ * write, fsync, rename over `path`, fsync the directory. The file gets
+ * `mode`. Returns 0 or -errno; on failure `path` is untouched and the temp
+ * file is removed.
+ */
+int	util_write_file_atomic(const char *path, const void *data, size_t len,
+	    mode_t mode) SH_MUST_CHECK;
+/*
+ * Read a whole file of at most `max_len` bytes. On success *out is a
+ * NUL-terminated heap buffer (caller frees) and *out_len its length.
+ * Returns 0, -errno, or -EFBIG when the file exceeds max_len.
+ */
+int	util_read_file(const char *path, size_t max_len, char **out,
+	    size_t *out_len) SH_MUST_CHECK;
+/* mkdir -p with `mode` for created directories. 0 or -errno. */
+int	util_mkdir_p(const char *path, mode_t mode) SH_MUST_CHECK;
+/* Join two path parts with one '/'. Caller frees. */
+char	*util_path_join(const char *a, const char *b);
+
+/* Monotonic milliseconds and wall-clock nanoseconds since the epoch. */
+uint64_t	util_now_ms(void);
+int64_t		util_now_unix(void);
+
+/*
+ * File-system wrappers. In test builds (SHOAL_FAULT_INJECTION defined),
+ * util_fault_set() makes the Nth call of a kind fail with `err`, as sqlite's
+ * simulated I/O errors do; in normal builds they are thin wrappers.
+ */
+enum util_fault_kind {
+	UTIL_FAULT_WRITE,
+	UTIL_FAULT_FSYNC,
+	UTIL_FAULT_RENAME,
+	UTIL_FAULT_KIND_COUNT
+};
+void	util_fault_set(enum util_fault_kind kind, int nth, int err);
+void	util_fault_clear(void);
+/* Write all of buf (retrying short writes and EINTR). 0 or -errno. */
+int	util_write_all(int fd, const void *buf, size_t len) SH_MUST_CHECK;
+int	util_pwrite_all(int fd, const void *buf, size_t len, off_t off)
+	    SH_MUST_CHECK;
+/* Read up to len bytes at off, retrying short reads; returns bytes or -errno. */
+ssize_t	util_pread_full(int fd, void *buf, size_t len, off_t off);
+int	util_fsync(int fd) SH_MUST_CHECK;
+int	util_fsync_dir(const char *dir) SH_MUST_CHECK;
+int	util_rename(const char *from, const char *to) SH_MUST_CHECK;
+
+/* Hex encode `len` bytes into `out` (2*len+1 bytes). */
+void	util_hex(const uint8_t *in, size_t len, char *out);
+/* Parse an unsigned decimal in [min, max]. 0 or SH_EPARSE. */
+int	util_parse_u64(const char *s, uint64_t min, uint64_t max,
+	    uint64_t *out) SH_MUST_CHECK;
+
+#endif /* SHOAL_UTIL_H */

@@ -1,0 +1,510 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Helpers no library gives us. Allocation failures abort (tmux xmalloc.c):
+ * the data on disk survives because every write goes through a temp file,
+ * fsync and rename, not because the process survives OOM. The fs wrappers
+ * carry a fault-injection hook so tests can make the Nth write, fsync or
+ * rename fail (sqlite's simulated I/O errors).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shoal/log.h"
+#include "shoal/util.h"
+
+SH_NORETURN static void
+oom(size_t size)
+{
+	log_write(LOG_LEVEL_ERROR, "util", "out of memory allocating %zu bytes",
+	    size);
+	abort();
+}
+
+void *
+xmalloc(size_t size)
+{
+	void	*p;
+
+	p = malloc(size == 0 ? 1 : size);
+	if (p == NULL)
+		oom(size);
+	return p;
+}
+
+void *
+xcalloc(size_t count, size_t size)
+{
+	void	*p;
+
+	p = calloc(count == 0 ? 1 : count, size == 0 ? 1 : size);
+	if (p == NULL)
+		oom(count * size);
+	return p;
+}
+
+void *
+xrealloc(void *ptr, size_t size)
+{
+	void	*p;
+
+	p = realloc(ptr, size == 0 ? 1 : size);
+	if (p == NULL)
+		oom(size);
+	return p;
+}
+
+void *
+xreallocarray(void *ptr, size_t count, size_t size)
+{
+	if (size != 0 && count > SIZE_MAX / size)
+		oom(SIZE_MAX);
+	return xrealloc(ptr, count * size);
+}
+
+char *
+xstrdup(const char *s)
+{
+	return xstrndup(s, strlen(s));
+}
+
+char *
+xstrndup(const char *s, size_t len)
+{
+	char	*p;
+
+	p = xmalloc(len + 1);
+	memcpy(p, s, len);
+	p[len] = '\0';
+	return p;
+}
+
+char *
+xvasprintf(const char *fmt, va_list ap)
+{
+	char	*p = NULL;
+
+	if (vasprintf(&p, fmt, ap) < 0)
+		oom(0);
+	return p;
+}
+
+char *
+xasprintf(const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*p;
+
+	va_start(ap, fmt);
+	p = xvasprintf(fmt, ap);
+	va_end(ap);
+	return p;
+}
+
+void
+util_buf_init(struct util_buf *b, size_t max_len)
+{
+	memset(b, 0, sizeof(*b));
+	b->max_len = max_len;
+}
+
+void
+util_buf_free(struct util_buf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
+}
+
+void
+util_buf_reset(struct util_buf *b)
+{
+	b->len = 0;
+	if (b->data != NULL)
+		b->data[0] = '\0';
+}
+
+int
+util_buf_append(struct util_buf *b, const void *data, size_t len)
+{
+	size_t	need;
+
+	if (len > b->max_len || b->len > b->max_len - len)
+		return -E2BIG;
+	need = b->len + len + 1;
+	if (need > b->cap) {
+		size_t cap = b->cap < 64 ? 64 : b->cap;
+
+		while (cap < need)
+			cap *= 2;
+		b->data = xrealloc(b->data, cap);
+		b->cap = cap;
+	}
+	if (len > 0)
+		memcpy(b->data + b->len, data, len);
+	b->len += len;
+	b->data[b->len] = '\0';
+	return 0;
+}
+
+int
+util_buf_printf(struct util_buf *b, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*s;
+	int	 rc;
+
+	va_start(ap, fmt);
+	s = xvasprintf(fmt, ap);
+	va_end(ap);
+	rc = util_buf_append(b, s, strlen(s));
+	free(s);
+	return rc;
+}
+
+/* Fault injection: counters per kind, decremented on each call. */
+static _Atomic int fault_nth[UTIL_FAULT_KIND_COUNT];
+static _Atomic int fault_err[UTIL_FAULT_KIND_COUNT];
+
+void
+util_fault_set(enum util_fault_kind kind, int nth, int err)
+{
+	fault_err[kind] = err;
+	fault_nth[kind] = nth;
+}
+
+void
+util_fault_clear(void)
+{
+	int	i;
+
+	for (i = 0; i < UTIL_FAULT_KIND_COUNT; i++) {
+		fault_nth[i] = 0;
+		fault_err[i] = 0;
+	}
+}
+
+/* Returns the injected -errno for this call, or 0. */
+static int
+fault_hit(enum util_fault_kind kind)
+{
+	int	n;
+
+	if (fault_nth[kind] <= 0)
+		return 0;
+	n = atomic_fetch_sub(&fault_nth[kind], 1);
+	if (n == 1)
+		return -fault_err[kind];
+	return 0;
+}
+
+int
+util_write_all(int fd, const void *buf, size_t len)
+{
+	const char	*p = buf;
+	ssize_t		 n;
+	int		 rc;
+
+	rc = fault_hit(UTIL_FAULT_WRITE);
+	if (rc != 0)
+		return rc;
+	while (len > 0) {
+		n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int
+util_pwrite_all(int fd, const void *buf, size_t len, off_t off)
+{
+	const char	*p = buf;
+	ssize_t		 n;
+	int		 rc;
+
+	rc = fault_hit(UTIL_FAULT_WRITE);
+	if (rc != 0)
+		return rc;
+	while (len > 0) {
+		n = pwrite(fd, p, len, off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		off += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+ssize_t
+util_pread_full(int fd, void *buf, size_t len, off_t off)
+{
+	char	*p = buf;
+	size_t	 got = 0;
+	ssize_t	 n;
+
+	while (got < len) {
+		n = pread(fd, p + got, len - got, off + (off_t)got);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
+}
+
+int
+util_fsync(int fd)
+{
+	int	rc;
+
+	rc = fault_hit(UTIL_FAULT_FSYNC);
+	if (rc != 0)
+		return rc;
+	if (fsync(fd) != 0)
+		return -errno;
+	return 0;
+}
+
+int
+util_fsync_dir(const char *dir)
+{
+	int	fd, rc;
+
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	rc = util_fsync(fd);
+	close(fd);
+	return rc;
+}
+
+int
+util_rename(const char *from, const char *to)
+{
+	int	rc;
+
+	rc = fault_hit(UTIL_FAULT_RENAME);
+	if (rc != 0)
+		return rc;
+	if (rename(from, to) != 0)
+		return -errno;
+	return 0;
+}
+
+int
+util_write_file_atomic(const char *path, const void *data, size_t len,
+    mode_t mode)
+{
+	char	*tmp = NULL, *dir = NULL, *slash;
+	int	 fd = -1, rc;
+
+	tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	/* The umask may have narrowed the mode; say exactly what we mean. */
+	if (fchmod(fd, mode) != 0) {
+		rc = -errno;
+		goto out;
+	}
+	rc = util_write_all(fd, data, len);
+	if (rc != 0)
+		goto out;
+	/* fsync before rename: otherwise a crash can leave an empty file. */
+	rc = util_fsync(fd);
+	if (rc != 0)
+		goto out;
+	if (close(fd) != 0) {
+		fd = -1;
+		rc = -errno;
+		goto out;
+	}
+	fd = -1;
+	rc = util_rename(tmp, path);
+	if (rc != 0)
+		goto out;
+	dir = xstrdup(path);
+	slash = strrchr(dir, '/');
+	if (slash == dir)
+		slash[1] = '\0';
+	else if (slash != NULL)
+		*slash = '\0';
+	else {
+		free(dir);
+		dir = xstrdup(".");
+	}
+	rc = util_fsync_dir(dir);
+	if (rc != 0)
+		goto out;
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (rc != 0)
+		unlink(tmp);
+	free(tmp);
+	free(dir);
+	return rc;
+}
+
+int
+util_read_file(const char *path, size_t max_len, char **out, size_t *out_len)
+{
+	struct util_buf	 b;
+	char		 chunk[8192];
+	ssize_t		 n;
+	int		 fd = -1, rc;
+
+	util_buf_init(&b, max_len);
+	*out = NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	for (;;) {
+		n = read(fd, chunk, sizeof(chunk));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		if (util_buf_append(&b, chunk, (size_t)n) != 0) {
+			rc = -EFBIG;
+			goto out;
+		}
+	}
+	if (b.data == NULL && util_buf_append(&b, "", 0) != 0) {
+		rc = -EFBIG;
+		goto out;
+	}
+	*out = b.data;
+	*out_len = b.len;
+	b.data = NULL;
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	util_buf_free(&b);
+	return rc;
+}
+
+int
+util_mkdir_p(const char *path, mode_t mode)
+{
+	char	*p = NULL, *s;
+	int	 rc;
+
+	p = xstrdup(path);
+	for (s = p + 1; ; s++) {
+		if (*s != '/' && *s != '\0')
+			continue;
+		char c = *s;
+
+		*s = '\0';
+		if (mkdir(p, mode) != 0 && errno != EEXIST) {
+			rc = -errno;
+			goto out;
+		}
+		*s = c;
+		if (c == '\0')
+			break;
+	}
+	struct stat st;
+
+	if (stat(path, &st) != 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		rc = -ENOTDIR;
+		goto out;
+	}
+	rc = 0;
+out:
+	free(p);
+	return rc;
+}
+
+char *
+util_path_join(const char *a, const char *b)
+{
+	size_t	la = strlen(a);
+
+	if (la > 0 && a[la - 1] == '/')
+		return xasprintf("%s%s", a, b);
+	if (*b == '\0')
+		return xstrdup(a);
+	return xasprintf("%s/%s", a, b);
+}
+
+uint64_t
+util_now_ms(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int64_t
+util_now_unix(void)
+{
+	return (int64_t)time(NULL);
+}
+
+void
+util_hex(const uint8_t *in, size_t len, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t	i;
+
+	for (i = 0; i < len; i++) {
+		out[2 * i] = hex[in[i] >> 4];
+		out[2 * i + 1] = hex[in[i] & 0xf];
+	}
+	out[2 * len] = '\0';
+}
+
+int
+util_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	unsigned long long	 v;
+	char			*end;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return SH_EPARSE;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v < min || v > max)
+		return SH_EPARSE;
+	*out = v;
+	return 0;
+}
