@@ -30,11 +30,20 @@ struct identity;
 
 /* Lifecycle */
 /*
- * Create cert.pem and key.pem (0600) in `dir`. Refuses with SH_EEXIST if
- * either exists. Returns 0, SH_EEXIST, SH_ETLS or -errno.
+ * Create key.pem (0600) and cert.pem (0644) in the existing directory `dir`,
+ * each written atomically. Refuses with SH_EEXIST if either exists (an
+ * identity is never replaced). Returns 0, SH_EEXIST, SH_ETLS, SH_ECRYPTO or
+ * -errno; failures are logged, naming the file. On failure neither file is
+ * left behind by this call.
  */
 int	identity_generate(const char *dir) SH_MUST_CHECK;
-/* Load cert.pem/key.pem from `dir`. Caller frees with identity_free(). */
+/*
+ * Load cert.pem/key.pem from `dir`, check that the key belongs to the
+ * certificate and that cert.pem holds exactly one certificate. Returns 0
+ * and *out (caller frees with identity_free()), or -errno (e.g. -ENOENT
+ * when not initialised), SH_ETLS or SH_ECRYPTO with *out = NULL; failures
+ * are logged, naming the file.
+ */
 int	identity_load(const char *dir, struct identity **out) SH_MUST_CHECK;
 void	identity_free(struct identity *id);
 
@@ -55,8 +64,11 @@ void	identity_id_format(const struct device_id *id,
 	    char out[IDENTITY_ID_STR_SIZE]);
 /*
  * Parse any case, with or without dashes/spaces, look-alikes 0/1/8 mapped,
- * 56 chars (check chars verified) or 52 (legacy). Returns 0 or SH_EPARSE;
- * on error, if `err` is not NULL, a one-line reason is written to it.
+ * 56 chars (check chars verified) or 52 (legacy); "" parses to the zero
+ * ID. Returns 0 or SH_EPARSE; on error *out is zeroed and, if `err` is not
+ * NULL, a one-line reason quoting the input is written to it, e.g.
+ * `device ID "ABC": wrong length 3 (want 56 or 52 characters)`. Nothing is
+ * logged (the caller decides whether the input came from a user or a peer).
  */
 int	identity_id_parse(const char *s, struct device_id *out, char *err,
 	    size_t err_size) SH_MUST_CHECK;
