@@ -1,0 +1,1372 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The command line (design.md §5). main() hands argv here; global options
+ * (--home, --log-level, --version, --help) come before the subcommand. Each
+ * subcommand is a function in a table, with its own usage text so that
+ * `--help` works everywhere without a home.
+ *
+ * Config-changing commands edit the config file under a lock (read, change,
+ * atomic save) whether or not a daemon runs; a running daemon notices the new
+ * file within a second, and we also nudge it through the control API so the
+ * change applies at once. Commands that need live state (status, scan) talk
+ * to the daemon through the control API, found via HOME/api.addr.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+#include "shoal/api.h"
+#include "shoal/cli.h"
+#include "shoal/config.h"
+#include "shoal/daemon.h"
+#include "shoal/db.h"
+#include "shoal/folder.h"
+#include "shoal/identity.h"
+#include "shoal/ignore.h"
+#include "shoal/log.h"
+#include "shoal/scan.h"
+#include "shoal/util.h"
+
+#define CLI_EXIT_OK	0
+#define CLI_EXIT_FAIL	1
+#define CLI_EXIT_USAGE	2
+#define CLI_API_TIMEOUT_MS 10000
+#define CLI_MAX_LIST	256
+
+struct cli {
+	char	*home;		/* owned; absolute or as given */
+};
+
+struct cli_cmd {
+	const char	*name;
+	int		(*fn)(struct cli *c, int argc, char **argv);
+	const char	*usage;		/* shown by --help and on usage errors */
+};
+
+static const struct cli_cmd *cli_find(const struct cli_cmd *table,
+	    const char *name);
+
+SH_PRINTF(1, 2) static int
+fail(const char *fmt, ...)
+{
+	va_list	ap;
+
+	fputs("shoal: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return CLI_EXIT_FAIL;
+}
+
+SH_PRINTF(2, 3) static int
+usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list	ap;
+
+	fprintf(stderr, "shoal %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (see 'shoal %s --help')\n", cmd);
+	return CLI_EXIT_USAGE;
+}
+
+/*
+ * getopt_long wrapper state: every subcommand parses its own argv with
+ * optind reset, and "-h/--help" is handled uniformly.
+ */
+static bool
+wants_help(int argc, char **argv)
+{
+	int	i;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			return false;
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+			return true;
+	}
+	return false;
+}
+
+static char *
+default_home(void)
+{
+	const char	*xdg = getenv("XDG_STATE_HOME");
+	const char	*home = getenv("HOME");
+
+	if (xdg != NULL && xdg[0] == '/')
+		return xasprintf("%s/shoal", xdg);
+	if (home != NULL && home[0] != '\0')
+		return xasprintf("%s/.local/state/shoal", home);
+	return NULL;
+}
+
+static char *
+home_file(const struct cli *c, const char *name)
+{
+	return util_path_join(c->home, name);
+}
+
+static bool
+home_initialised(const struct cli *c)
+{
+	char		*p = home_file(c, IDENTITY_CERT_FILE);
+	struct stat	 st;
+	bool		 ok = (stat(p, &st) == 0);
+
+	free(p);
+	return ok;
+}
+
+static int
+need_home(const struct cli *c)
+{
+	if (!home_initialised(c))
+		return fail("home \"%s\" is not initialised (run 'shoal --home %s init')",
+		    c->home, c->home);
+	return 0;
+}
+
+/* Absolute form of a user-given path (it need not exist). Caller frees. */
+static char *
+absolute_path(const char *p)
+{
+	char	cwd[PATH_MAX];
+
+	if (p[0] == '/')
+		return xstrdup(p);
+	if (getcwd(cwd, sizeof(cwd)) == NULL)
+		return NULL;
+	if (strcmp(p, ".") == 0)
+		return xstrdup(cwd);
+	return util_path_join(cwd, p);
+}
+
+/* Load the config of an initialised home. */
+static int
+load_config(const struct cli *c, struct config **out)
+{
+	char	 err[CONFIG_ERR_SIZE];
+	char	*path = home_file(c, CONFIG_FILE);
+	int	 rc;
+
+	rc = config_load(path, out, err, sizeof(err));
+	free(path);
+	if (rc != 0)
+		return fail("%s", err);
+	return 0;
+}
+
+/* Serialise read-modify-write of the config between CLI invocations. */
+static int
+lock_config(const struct cli *c)
+{
+	char	*path = home_file(c, "config.lock");
+	int	 fd;
+
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	free(path);
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX) != 0) {
+		int e = -errno;
+
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+/*
+ * Talk to the daemon of this home. Returns 0 with the HTTP status and body
+ * set (caller frees the body), -ECONNREFUSED when no daemon runs, or another
+ * error for the caller to report.
+ */
+static int
+daemon_call(const struct cli *c, const char *method, const char *path,
+    int *status, char **body)
+{
+	char	*addr_path = NULL, *addr = NULL, *key = NULL;
+	size_t	 len;
+	int	 rc;
+
+	*body = NULL;
+	addr_path = home_file(c, API_ADDR_FILE);
+	rc = util_read_file(addr_path, 256, &addr, &len);
+	if (rc == -ENOENT) {
+		rc = -ECONNREFUSED;
+		goto out;
+	}
+	if (rc != 0)
+		goto out;
+	addr[strcspn(addr, "\r\n")] = '\0';
+	rc = api_key_load(c->home, false, &key);
+	if (rc != 0)
+		goto out;
+	rc = api_client_call(addr, key, method, path, NULL, CLI_API_TIMEOUT_MS,
+	    status, body);
+out:
+	if (key != NULL) {
+		sodium_memzero(key, strlen(key));
+		free(key);
+	}
+	free(addr);
+	free(addr_path);
+	return rc;
+}
+
+/* Ask a running daemon to reload its config now; silently fine if none. */
+static void
+nudge_daemon(const struct cli *c)
+{
+	char	*body = NULL;
+	int	 status;
+
+	if (daemon_call(c, "POST", "/rest/config/reload", &status, &body) == 0 &&
+	    status != 200)
+		fprintf(stderr, "shoal: warning: the running daemon did not "
+		    "accept the new config: %s\n", body != NULL ? body : "");
+	free(body);
+}
+
+static int
+save_config(const struct cli *c, const struct config *cfg)
+{
+	char	*path = home_file(c, CONFIG_FILE);
+	int	 rc;
+
+	rc = config_save(cfg, path);
+	if (rc != 0)
+		fail("cannot write config \"%s\": %s", path, sh_strerror(rc));
+	free(path);
+	return rc == 0 ? 0 : CLI_EXIT_FAIL;
+}
+
+/* Create PATH (if needed) and its .stfolder marker. */
+static int
+prepare_folder_dir(const char *path)
+{
+	char	*marker;
+	int	 rc;
+
+	rc = util_mkdir_p(path, 0755);
+	if (rc != 0)
+		return fail("folder path \"%s\": %s", path, sh_strerror(rc));
+	marker = util_path_join(path, FOLDER_MARKER);
+	rc = util_mkdir_p(marker, 0755);
+	if (rc != 0)
+		fail("cannot create marker \"%s\": %s", marker, sh_strerror(rc));
+	free(marker);
+	return rc == 0 ? 0 : CLI_EXIT_FAIL;
+}
+
+/* ---- init, id ---- */
+
+static int
+cmd_init(struct cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "name", required_argument, NULL, 'n' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "api", required_argument, NULL, 'a' },
+		{ "no-default-folder", no_argument, NULL, 'F' },
+		{ "no-discovery", no_argument, NULL, 'D' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct config		*cfg = NULL;
+	struct identity		*ident = NULL;
+	struct db		*db = NULL;
+	const char		*name = NULL, *listen = NULL, *api = NULL;
+	char			 idstr[IDENTITY_ID_STR_SIZE], host[256];
+	char			 err[CONFIG_ERR_SIZE];
+	char			*path = NULL, *key = NULL, *folder_path = NULL;
+	bool			 default_folder = true, discovery = true;
+	int			 ch, rc = CLI_EXIT_FAIL, r;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'n': name = optarg; break;
+		case 'l': listen = optarg; break;
+		case 'a': api = optarg; break;
+		case 'F': default_folder = false; break;
+		case 'D': discovery = false; break;
+		default: return usage_error("init", "bad arguments");
+		}
+	}
+	if (optind != argc)
+		return usage_error("init", "unexpected argument \"%s\"", argv[optind]);
+	if (listen != NULL && config_address_validate(listen, false) != 0)
+		return usage_error("init", "bad --listen \"%s\" (want tcp://HOST:PORT)",
+		    listen);
+	if (api != NULL && config_api_validate(api) != 0)
+		return usage_error("init", "bad --api \"%s\" (want 127.0.0.1:PORT)",
+		    api);
+	if (name != NULL && (name[0] == '\0' || strlen(name) > 255 ||
+	    strpbrk(name, "\n\r") != NULL))
+		return usage_error("init", "bad --name \"%s\"", name);
+	if (home_initialised(c))
+		return fail("home \"%s\" already holds an identity; refusing to "
+		    "overwrite it", c->home);
+
+	r = util_mkdir_p(c->home, 0700);
+	if (r != 0) {
+		fail("cannot create home \"%s\": %s", c->home, sh_strerror(r));
+		goto out;
+	}
+	r = identity_generate(c->home);
+	if (r != 0) {
+		fail("cannot create identity in \"%s\": %s", c->home,
+		    sh_strerror(r));
+		goto out;
+	}
+	r = identity_load(c->home, &ident);
+	if (r != 0) {
+		fail("cannot load new identity: %s", sh_strerror(r));
+		goto out;
+	}
+
+	cfg = config_new();
+	if (name == NULL) {
+		if (gethostname(host, sizeof(host)) != 0)
+			snprintf(host, sizeof(host), "shoal");
+		host[sizeof(host) - 1] = '\0';
+		name = host;
+	}
+	free(cfg->name);
+	cfg->name = xstrdup(name);
+	if (listen != NULL) {
+		free(cfg->listen);
+		cfg->listen = xstrdup(listen);
+	}
+	if (api != NULL) {
+		free(cfg->api);
+		cfg->api = xstrdup(api);
+	}
+	cfg->announce_lan = cfg->listen_lan = discovery;
+	if (default_folder) {
+		const char *h = getenv("HOME");
+
+		if (h == NULL || h[0] != '/') {
+			fail("$HOME is not set; use --no-default-folder");
+			goto out;
+		}
+		folder_path = util_path_join(h, "Shoal");
+		if (prepare_folder_dir(folder_path) != 0)
+			goto out;
+		r = config_folder_add(cfg, "default", folder_path,
+		    CONFIG_FOLDER_SENDRECEIVE, CONFIG_VERSIONING_NONE,
+		    CONFIG_DEFAULT_RESCAN_S, true, err, sizeof(err));
+		if (r != 0) {
+			fail("%s", err);
+			goto out;
+		}
+	}
+	if (save_config(c, cfg) != 0)
+		goto out;
+	path = home_file(c, DB_FILE);
+	r = db_open(path, &db);
+	if (r != 0) {
+		fail("cannot create index \"%s\": %s", path, sh_strerror(r));
+		goto out;
+	}
+	r = api_key_load(c->home, true, &key);
+	if (r != 0) {
+		fail("cannot create API key in \"%s\": %s", c->home,
+		    sh_strerror(r));
+		goto out;
+	}
+	identity_id_format(identity_device_id(ident), idstr);
+	printf("%s\n", idstr);
+	rc = CLI_EXIT_OK;
+out:
+	if (key != NULL) {
+		sodium_memzero(key, strlen(key));
+		free(key);
+	}
+	db_close(db);
+	identity_free(ident);
+	config_free(cfg);
+	free(path);
+	free(folder_path);
+	return rc;
+}
+
+static int
+cmd_id(struct cli *c, int argc, char **argv)
+{
+	struct identity	*ident = NULL;
+	char		 idstr[IDENTITY_ID_STR_SIZE];
+	int		 r;
+
+	if (argc > 1)
+		return usage_error("id", "unexpected argument \"%s\"", argv[1]);
+	if (need_home(c) != 0)
+		return CLI_EXIT_FAIL;
+	r = identity_load(c->home, &ident);
+	if (r != 0)
+		return fail("cannot load identity from \"%s\": %s", c->home,
+		    sh_strerror(r));
+	identity_id_format(identity_device_id(ident), idstr);
+	printf("%s\n", idstr);
+	identity_free(ident);
+	return CLI_EXIT_OK;
+}
+
+static int
+cmd_serve(struct cli *c, int argc, char **argv)
+{
+	int	r;
+
+	if (argc > 1)
+		return usage_error("serve", "unexpected argument \"%s\"", argv[1]);
+	if (need_home(c) != 0)
+		return CLI_EXIT_FAIL;
+	r = daemon_run(c->home);
+	return r == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+}
+
+/* ---- device ---- */
+
+static int
+parse_device(const char *cmd, const char *s, struct device_id *out)
+{
+	char	err[256];
+
+	if (identity_id_parse(s, out, err, sizeof(err)) != 0 ||
+	    identity_id_is_zero(out)) {
+		if (identity_id_is_zero(out) && err[0] == '\0')
+			snprintf(err, sizeof(err), "empty device ID");
+		fprintf(stderr, "shoal %s: %s\n", cmd, err);
+		return CLI_EXIT_USAGE;
+	}
+	return 0;
+}
+
+static int
+cmd_device_add(struct cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "name", required_argument, NULL, 'n' },
+		{ "address", required_argument, NULL, 'a' },
+		{ "introducer", no_argument, NULL, 'i' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char		*addrs[CLI_MAX_LIST];
+	struct config		*cfg = NULL;
+	struct device_id	 id;
+	const char		*name = "";
+	char			 err[CONFIG_ERR_SIZE];
+	size_t			 naddr = 0;
+	bool			 introducer = false;
+	int			 ch, r, lock = -1, rc = CLI_EXIT_FAIL;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'n': name = optarg; break;
+		case 'a':
+			if (naddr == CLI_MAX_LIST)
+				return usage_error("device add", "too many addresses");
+			if (config_address_validate(optarg, true) != 0)
+				return usage_error("device add", "bad --address "
+				    "\"%s\" (want tcp://HOST:PORT or dynamic)", optarg);
+			addrs[naddr++] = optarg;
+			break;
+		case 'i': introducer = true; break;
+		default: return usage_error("device add", "bad arguments");
+		}
+	}
+	if (argc - optind != 1)
+		return usage_error("device add", "expected one device ID");
+	r = parse_device("device add", argv[optind], &id);
+	if (r != 0)
+		return r;
+	if (need_home(c) != 0)
+		return CLI_EXIT_FAIL;
+	lock = lock_config(c);
+	if (lock < 0)
+		return fail("cannot lock config: %s", sh_strerror(lock));
+	if (load_config(c, &cfg) != 0)
+		goto out;
+	r = config_device_add(cfg, &id, name, addrs, naddr, introducer, err,
+	    sizeof(err));
+	if (r != 0) {
+		fail("%s", err);
+		goto out;
+	}
+	if (save_config(c, cfg) != 0)
+		goto out;
+	nudge_daemon(c);
+	rc = CLI_EXIT_OK;
+out:
+	config_free(cfg);
+	close(lock);
+	return rc;
+}
+
+static int
+cmd_device_remove(struct cli *c, int argc, char **argv)
+{
+	struct config		*cfg = NULL;
+	struct device_id	 id;
+	char			 idstr[IDENTITY_ID_STR_SIZE];
+	int			 r, lock = -1, rc = CLI_EXIT_FAIL;
+
+	if (argc != 2)
+		return usage_error("device remove", "expected one device ID");
+	r = parse_device("device remove", argv[1], &id);
+	if (r != 0)
+		return r;
+	if (need_home(c) != 0)
+		return CLI_EXIT_FAIL;
+	lock = lock_config(c);
+	if (lock < 0)
+		return fail("cannot lock config: %s", sh_strerror(lock));
+	if (load_config(c, &cfg) != 0)
+		goto out;
+	if (config_device_remove(cfg, &id) != 0) {
+		identity_id_format(&id, idstr);
+		fail("device %s is not configured", idstr);
+		goto out;
+	}
+	if (save_config(c, cfg) != 0)
+		goto out;
+	nudge_daemon(c);
+	rc = CLI_EXIT_OK;
+out:
+	config_free(cfg);
+	close(lock);
+	return rc;
+}
+
+static int
+cmd_device_list(struct cli *c, int argc, char **argv)
+{
+	struct config	*cfg = NULL;
+	json_t		*arr = NULL;
+	char		 idstr[IDENTITY_ID_STR_SIZE];
+	bool		 as_json = false;
+	size_t		 i, j;
+
+	for (i = 1; i < (size_t)argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			as_json = true;
+		else
+			return usage_error("device list", "unexpected argument "
+			    "\"%s\"", argv[i]);
+	}
+	if (need_home(c) != 0 || load_config(c, &cfg) != 0)
+		return CLI_EXIT_FAIL;
+	arr = json_array();
+	for (i = 0; i < cfg->device_count; i++) {
+		const struct config_device *d = &cfg->devices[i];
+		json_t *addrs = json_array();
+
+		identity_id_format(&d->id, idstr);
+		for (j = 0; j < d->address_count; j++)
+			json_array_append_new(addrs, json_string(d->addresses[j]));
+		if (as_json) {
+			json_array_append_new(arr, json_pack("{s:s, s:s, s:o, s:b}",
+			    "device_id", idstr, "name", d->name, "addresses", addrs,
+			    "introducer", d->introducer));
+			continue;
+		}
+		printf("%s  %s", idstr, d->name[0] != '\0' ? d->name : "-");
+		for (j = 0; j < d->address_count; j++)
+			printf("%s%s", j == 0 ? "  " : ",", d->addresses[j]);
+		printf("%s\n", d->introducer ? "  (introducer)" : "");
+		json_decref(addrs);
+	}
+	if (as_json) {
+		json_dumpf(arr, stdout, JSON_INDENT(2));
+		putchar('\n');
+	}
+	json_decref(arr);
+	config_free(cfg);
+	return CLI_EXIT_OK;
+}
+
+/* ---- folder ---- */
+
+static int
+cmd_folder_add(struct cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "type", required_argument, NULL, 't' },
+		{ "share", required_argument, NULL, 's' },
+		{ "versioning", required_argument, NULL, 'v' },
+		{ "rescan", required_argument, NULL, 'r' },
+		{ "no-watch", no_argument, NULL, 'W' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct device_id	 shares[CLI_MAX_LIST];
+	enum config_folder_type	 type = CONFIG_FOLDER_SENDRECEIVE;
+	enum config_versioning	 vers = CONFIG_VERSIONING_NONE;
+	struct config		*cfg = NULL;
+	char			 err[CONFIG_ERR_SIZE];
+	char			*path = NULL;
+	uint64_t		 rescan = CONFIG_DEFAULT_RESCAN_S;
+	size_t			 nshare = 0, i;
+	bool			 watch = true;
+	int			 ch, r, lock = -1, rc = CLI_EXIT_FAIL;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case 't':
+			if (config_folder_type_parse(optarg, &type) != 0)
+				return usage_error("folder add", "bad --type \"%s\" "
+				    "(want sendreceive, sendonly or receiveonly)",
+				    optarg);
+			break;
+		case 's':
+			if (nshare == CLI_MAX_LIST)
+				return usage_error("folder add", "too many --share");
+			r = parse_device("folder add", optarg, &shares[nshare]);
+			if (r != 0)
+				return r;
+			nshare++;
+			break;
+		case 'v':
+			if (config_versioning_parse(optarg, &vers) != 0)
+				return usage_error("folder add", "bad --versioning "
+				    "\"%s\" (want none, trashcan, simple or "
+				    "staggered)", optarg);
+			break;
+		case 'r':
+			if (util_parse_u64(optarg, 0, 365u * 86400, &rescan) != 0)
+				return usage_error("folder add", "bad --rescan \"%s\" "
+				    "(want seconds, 0 to 31536000)", optarg);
+			break;
+		case 'W': watch = false; break;
+		default: return usage_error("folder add", "bad arguments");
+		}
+	}
+	if (argc - optind != 2)
+		return usage_error("folder add", "expected FOLDER_ID and PATH");
+	if (!config_folder_id_valid(argv[optind]))
+		return usage_error("folder add", "bad folder ID \"%s\" (use 1-64 "
+		    "letters, digits, '.', '_' or '-')", argv[optind]);
+	if (need_home(c) != 0)
+		return CLI_EXIT_FAIL;
+	path = absolute_path(argv[optind + 1]);
+	if (path == NULL)
+		return fail("cannot resolve path \"%s\"", argv[optind + 1]);
+	lock = lock_config(c);
+	if (lock < 0) {
+		fail("cannot lock config: %s", sh_strerror(lock));
+		goto out;
+	}
+	if (load_config(c, &cfg) != 0)
+		goto out;
+	r = config_folder_add(cfg, argv[optind], path, type, vers,
+	    (uint32_t)rescan, watch, err, sizeof(err));
+	if (r != 0) {
+		fail("%s", err);
+		goto out;
+	}
+	for (i = 0; i < nshare; i++) {
+		r = config_folder_share(cfg, argv[optind], &shares[i], err,
+		    sizeof(err));
+		if (r != 0) {
+			fail("%s", err);
+			goto out;
+		}
+	}
+	/* Make the directory and marker before the daemon can see the folder,
+	 * so it never starts in the "marker missing" error state. */
+	if (prepare_folder_dir(path) != 0)
+		goto out;
+	if (save_config(c, cfg) != 0)
+		goto out;
+	nudge_daemon(c);
+	rc = CLI_EXIT_OK;
+out:
+	config_free(cfg);
+	free(path);
+	if (lock >= 0)
+		close(lock);
+	return rc;
+}
+
+static int
+cmd_folder_share(struct cli *c, int argc, char **argv)
+{
+	struct config		*cfg = NULL;
+	struct device_id	 id;
+	char			 err[CONFIG_ERR_SIZE];
+	int			 r, lock = -1, rc = CLI_EXIT_FAIL;
+
+	if (argc != 3)
+		return usage_error("folder share", "expected FOLDER_ID and DEVICE_ID");
+	r = parse_device("folder share", argv[2], &id);
+	if (r != 0)
+		return r;
+	if (need_home(c) != 0)
+		return CLI_EXIT_FAIL;
+	lock = lock_config(c);
+	if (lock < 0)
+		return fail("cannot lock config: %s", sh_strerror(lock));
+	if (load_config(c, &cfg) != 0)
+		goto out;
+	r = config_folder_share(cfg, argv[1], &id, err, sizeof(err));
+	if (r != 0) {
+		fail("%s", err);
+		goto out;
+	}
+	if (save_config(c, cfg) != 0)
+		goto out;
+	nudge_daemon(c);
+	rc = CLI_EXIT_OK;
+out:
+	config_free(cfg);
+	close(lock);
+	return rc;
+}
+
+static int
+cmd_folder_remove(struct cli *c, int argc, char **argv)
+{
+	struct config	*cfg = NULL;
+	int		 lock = -1, rc = CLI_EXIT_FAIL;
+
+	if (argc != 2)
+		return usage_error("folder remove", "expected one FOLDER_ID");
+	if (need_home(c) != 0)
+		return CLI_EXIT_FAIL;
+	lock = lock_config(c);
+	if (lock < 0)
+		return fail("cannot lock config: %s", sh_strerror(lock));
+	if (load_config(c, &cfg) != 0)
+		goto out;
+	if (config_folder_remove(cfg, argv[1]) != 0) {
+		fail("folder \"%s\" is not configured", argv[1]);
+		goto out;
+	}
+	if (save_config(c, cfg) != 0)
+		goto out;
+	nudge_daemon(c);
+	rc = CLI_EXIT_OK;
+out:
+	config_free(cfg);
+	close(lock);
+	return rc;
+}
+
+static int
+cmd_folder_list(struct cli *c, int argc, char **argv)
+{
+	struct config	*cfg = NULL;
+	json_t		*arr;
+	char		 idstr[IDENTITY_ID_STR_SIZE];
+	bool		 as_json = false;
+	size_t		 i, j;
+
+	for (i = 1; i < (size_t)argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			as_json = true;
+		else
+			return usage_error("folder list", "unexpected argument "
+			    "\"%s\"", argv[i]);
+	}
+	if (need_home(c) != 0 || load_config(c, &cfg) != 0)
+		return CLI_EXIT_FAIL;
+	arr = json_array();
+	for (i = 0; i < cfg->folder_count; i++) {
+		const struct config_folder *f = &cfg->folders[i];
+		json_t *sh = json_array();
+
+		for (j = 0; j < f->share_count; j++) {
+			identity_id_format(&f->shares[j], idstr);
+			json_array_append_new(sh, json_string(idstr));
+		}
+		if (as_json) {
+			json_array_append_new(arr, json_pack(
+			    "{s:s, s:s, s:s, s:s, s:i, s:b, s:o}",
+			    "id", f->id, "path", f->path,
+			    "type", config_folder_type_name(f->type),
+			    "versioning", config_versioning_name(f->versioning),
+			    "rescan", (json_int_t)f->rescan_s, "watch", f->watch,
+			    "shared_with", sh));
+			continue;
+		}
+		printf("%s  %s  %s  shared with %zu device(s)\n", f->id, f->path,
+		    config_folder_type_name(f->type), f->share_count);
+		json_decref(sh);
+	}
+	if (as_json) {
+		json_dumpf(arr, stdout, JSON_INDENT(2));
+		putchar('\n');
+	}
+	json_decref(arr);
+	config_free(cfg);
+	return CLI_EXIT_OK;
+}
+
+static int
+cmd_folder_unavailable(struct cli *c, int argc, char **argv)
+{
+	(void)c;
+	if (argc != 2)
+		return usage_error(argv[0], "expected one FOLDER_ID");
+	return fail("folder %s: needs the sync engine, which this build does "
+	    "not include yet", argv[0]);
+}
+
+/* ---- status, scan, conflicts ---- */
+
+static int
+no_daemon(const struct cli *c)
+{
+	return fail("no daemon is running for home \"%s\" (start 'shoal --home "
+	    "%s serve')", c->home, c->home);
+}
+
+static void
+print_status_text(json_t *st)
+{
+	json_t		*folders, *peers, *v;
+	size_t		 i;
+
+	printf("Device ID: %s\n", json_string_value(json_object_get(st,
+	    "device_id")));
+	folders = json_object_get(st, "folders");
+	json_array_foreach(folders, i, v) {
+		json_t *err = json_object_get(v, "error");
+
+		printf("Folder %s (%s): %s, %lld files, %lld bytes%s%s\n",
+		    json_string_value(json_object_get(v, "id")),
+		    json_string_value(json_object_get(v, "path")),
+		    json_string_value(json_object_get(v, "state")),
+		    (long long)json_integer_value(json_object_get(v, "local_files")),
+		    (long long)json_integer_value(json_object_get(v, "local_bytes")),
+		    json_is_string(err) ? ": " : "",
+		    json_is_string(err) ? json_string_value(err) : "");
+	}
+	peers = json_object_get(st, "peers");
+	json_array_foreach(peers, i, v) {
+		printf("Peer %s (%s): %s\n",
+		    json_string_value(json_object_get(v, "device_id")),
+		    json_string_value(json_object_get(v, "name")),
+		    json_is_true(json_object_get(v, "connected")) ?
+		    "connected" : "disconnected");
+	}
+}
+
+static int
+cmd_status(struct cli *c, int argc, char **argv)
+{
+	json_error_t	 jerr;
+	json_t		*st;
+	char		*body = NULL;
+	bool		 as_json = false;
+	int		 i, r, status;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			as_json = true;
+		else
+			return usage_error("status", "unexpected argument \"%s\"",
+			    argv[i]);
+	}
+	if (need_home(c) != 0)
+		return CLI_EXIT_FAIL;
+	r = daemon_call(c, "GET", "/rest/status", &status, &body);
+	if (r == -ECONNREFUSED)
+		return no_daemon(c);
+	if (r != 0)
+		return fail("cannot reach the daemon: %s", sh_strerror(r));
+	if (status != 200) {
+		fail("daemon answered %d: %s", status, body);
+		free(body);
+		return CLI_EXIT_FAIL;
+	}
+	if (as_json) {
+		printf("%s\n", body);
+		free(body);
+		return CLI_EXIT_OK;
+	}
+	st = json_loads(body, 0, &jerr);
+	free(body);
+	if (st == NULL)
+		return fail("daemon sent bad JSON: %s", jerr.text);
+	print_status_text(st);
+	json_decref(st);
+	return CLI_EXIT_OK;
+}
+
+/* Scan folders in the foreground without a daemon (`scan --once`). */
+static int
+scan_once(struct cli *c, const char *only)
+{
+	struct config		*cfg = NULL;
+	struct identity		*ident = NULL;
+	struct db		*db = NULL;
+	struct ignore		*ig = NULL;
+	struct scan_progress	 prog;
+	char			 err[IGNORE_ERR_SIZE];
+	char			*path = NULL;
+	uint64_t		 t0;
+	size_t			 i;
+	bool			 found = false;
+	int			 lock = -1, r, rc = CLI_EXIT_FAIL;
+
+	lock = daemon_lock_home(c->home);
+	if (lock == -EWOULDBLOCK)
+		return fail("a daemon is running for home \"%s\"; use 'shoal "
+		    "scan' without --once", c->home);
+	if (lock < 0)
+		return fail("cannot lock home \"%s\": %s", c->home,
+		    sh_strerror(lock));
+	if (load_config(c, &cfg) != 0)
+		goto out;
+	r = identity_load(c->home, &ident);
+	if (r != 0) {
+		fail("cannot load identity: %s", sh_strerror(r));
+		goto out;
+	}
+	path = home_file(c, DB_FILE);
+	r = db_open(path, &db);
+	if (r != 0) {
+		fail("cannot open index \"%s\": %s", path, sh_strerror(r));
+		goto out;
+	}
+	for (i = 0; i < cfg->folder_count; i++) {
+		const struct config_folder *f = &cfg->folders[i];
+		int64_t fidx;
+
+		if (only != NULL && strcmp(only, f->id) != 0)
+			continue;
+		found = true;
+		r = db_folder_idx(db, f->id, &fidx);
+		if (r != 0) {
+			fail("folder \"%s\": index error", f->id);
+			goto out;
+		}
+		r = ignore_load(f->path, &ig, err, sizeof(err));
+		if (r != 0) {
+			fail("folder \"%s\": %s", f->id, err);
+			goto out;
+		}
+		t0 = util_now_ms();
+		r = scan_run_once(db, fidx, f->id, f->path,
+		    identity_short_id(identity_device_id(ident)), ig, &prog);
+		ignore_free(ig);
+		ig = NULL;
+		if (r != 0) {
+			fail("folder \"%s\": scan failed: %s", f->id,
+			    sh_strerror(r));
+			goto out;
+		}
+		double secs = (double)(util_now_ms() - t0) / 1000.0;
+
+		printf("folder %s: %llu entries, %llu files hashed, %llu bytes "
+		    "hashed, %llu changes in %.2f s (%.1f MB/s)\n", f->id,
+		    (unsigned long long)prog.entries_seen,
+		    (unsigned long long)prog.files_hashed,
+		    (unsigned long long)prog.bytes_hashed,
+		    (unsigned long long)prog.changes, secs,
+		    secs > 0 ? (double)prog.bytes_hashed / 1e6 / secs : 0.0);
+	}
+	if (!found) {
+		fail("folder \"%s\" is not configured", only);
+		goto out;
+	}
+	rc = CLI_EXIT_OK;
+out:
+	ignore_free(ig);
+	db_close(db);
+	identity_free(ident);
+	config_free(cfg);
+	free(path);
+	close(lock);
+	return rc;
+}
+
+static int
+cmd_scan(struct cli *c, int argc, char **argv)
+{
+	const char	*folder = NULL;
+	char		*path = NULL, *body = NULL, *esc = NULL;
+	bool		 once = false;
+	int		 i, r, status, rc = CLI_EXIT_FAIL;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--once") == 0)
+			once = true;
+		else if (argv[i][0] == '-')
+			return usage_error("scan", "unknown option \"%s\"", argv[i]);
+		else if (folder == NULL)
+			folder = argv[i];
+		else
+			return usage_error("scan", "unexpected argument \"%s\"",
+			    argv[i]);
+	}
+	if (folder != NULL && !config_folder_id_valid(folder))
+		return usage_error("scan", "bad folder ID \"%s\"", folder);
+	if (need_home(c) != 0)
+		return CLI_EXIT_FAIL;
+	if (once)
+		return scan_once(c, folder);
+	/* Folder IDs are restricted to URL-safe characters, so no escaping. */
+	path = folder != NULL ? xasprintf("/rest/scan?folder=%s", folder) :
+	    xstrdup("/rest/scan");
+	r = daemon_call(c, "POST", path, &status, &body);
+	if (r == -ECONNREFUSED) {
+		rc = no_daemon(c);
+		goto out;
+	}
+	if (r != 0) {
+		fail("cannot reach the daemon: %s", sh_strerror(r));
+		goto out;
+	}
+	if (status != 200) {
+		json_t *j = json_loads(body, 0, NULL);
+		const char *m = json_string_value(json_object_get(j, "error"));
+
+		fail("%s", m != NULL ? m : body);
+		json_decref(j);
+		goto out;
+	}
+	rc = CLI_EXIT_OK;
+out:
+	free(esc);
+	free(path);
+	free(body);
+	return rc;
+}
+
+struct conflict_walk {
+	json_t	*arr;
+	const char *folder;
+};
+
+static int
+conflict_entry(const struct db_entry *e, void *arg)
+{
+	struct conflict_walk *w = arg;
+
+	if (e->deleted || e->type != RECORD_TYPE_FILE)
+		return 0;
+	if (strstr(e->name, ".sync-conflict-") == NULL)
+		return 0;
+	json_array_append_new(w->arr, json_pack("{s:s, s:s, s:I}", "folder",
+	    w->folder, "name", e->name, "size", (json_int_t)e->size));
+	return 0;
+}
+
+static int
+cmd_conflicts(struct cli *c, int argc, char **argv)
+{
+	struct conflict_walk	 w;
+	struct config		*cfg = NULL;
+	struct db		*db = NULL;
+	const char		*only = NULL;
+	char			*path = NULL;
+	bool			 as_json = false, found = false;
+	size_t			 i;
+	json_t			*v;
+	int			 r, rc = CLI_EXIT_FAIL;
+
+	for (i = 1; i < (size_t)argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			as_json = true;
+		else if (argv[i][0] == '-')
+			return usage_error("conflicts", "unknown option \"%s\"",
+			    argv[i]);
+		else if (only == NULL)
+			only = argv[i];
+		else
+			return usage_error("conflicts", "unexpected argument "
+			    "\"%s\"", argv[i]);
+	}
+	if (need_home(c) != 0 || load_config(c, &cfg) != 0)
+		return CLI_EXIT_FAIL;
+	w.arr = json_array();
+	path = home_file(c, DB_FILE);
+	r = db_open(path, &db);
+	if (r != 0) {
+		fail("cannot open index \"%s\": %s", path, sh_strerror(r));
+		goto out;
+	}
+	for (i = 0; i < cfg->folder_count; i++) {
+		int64_t fidx;
+
+		if (only != NULL && strcmp(only, cfg->folders[i].id) != 0)
+			continue;
+		found = true;
+		w.folder = cfg->folders[i].id;
+		if (db_folder_idx(db, w.folder, &fidx) != 0 ||
+		    db_entries_under(db, fidx, DB_LOCAL_DEVICE, "",
+		    conflict_entry, &w) != 0) {
+			fail("folder \"%s\": cannot read the index", w.folder);
+			goto out;
+		}
+	}
+	if (only != NULL && !found) {
+		fail("folder \"%s\" is not configured", only);
+		goto out;
+	}
+	if (as_json) {
+		json_dumpf(w.arr, stdout, JSON_INDENT(2));
+		putchar('\n');
+	} else {
+		json_array_foreach(w.arr, i, v)
+			printf("%s  %s\n", json_string_value(json_object_get(v,
+			    "folder")), json_string_value(json_object_get(v, "name")));
+	}
+	rc = CLI_EXIT_OK;
+out:
+	json_decref(w.arr);
+	db_close(db);
+	config_free(cfg);
+	free(path);
+	return rc;
+}
+
+static int
+cmd_versions_unavailable(struct cli *c, int argc, char **argv)
+{
+	(void)c;
+	if (argc < 2)
+		return usage_error(argv[0], "expected FOLDER_ID");
+	return fail("%s: file versioning is not in this build yet", argv[0]);
+}
+
+/* ---- tables ---- */
+
+static const struct cli_cmd device_cmds[] = {
+	{ "add", cmd_device_add,
+	  "shoal device add ID [--name N] [--address tcp://HOST:PORT]... "
+	  "[--introducer]\n  Add a device we will connect to. Without "
+	  "--address it is found through LAN discovery (\"dynamic\")." },
+	{ "remove", cmd_device_remove,
+	  "shoal device remove ID\n  Forget a device and unshare every folder "
+	  "from it." },
+	{ "list", cmd_device_list,
+	  "shoal device list [--json]\n  List configured devices." },
+	{ NULL, NULL, NULL }
+};
+
+static const struct cli_cmd folder_cmds[] = {
+	{ "add", cmd_folder_add,
+	  "shoal folder add FOLDER_ID PATH [--type sendreceive|sendonly|"
+	  "receiveonly]\n           [--share DEVICE_ID]... [--versioning none|"
+	  "trashcan|simple|staggered]\n           [--rescan SECONDS] "
+	  "[--no-watch]\n  Add a folder; PATH and its .stfolder marker are "
+	  "created if missing." },
+	{ "share", cmd_folder_share,
+	  "shoal folder share FOLDER_ID DEVICE_ID\n  Share a folder with a "
+	  "configured device." },
+	{ "remove", cmd_folder_remove,
+	  "shoal folder remove FOLDER_ID\n  Stop syncing a folder (its files "
+	  "stay on disk)." },
+	{ "list", cmd_folder_list,
+	  "shoal folder list [--json]\n  List configured folders." },
+	{ "override", cmd_folder_unavailable,
+	  "shoal folder override FOLDER_ID\n  Send-only folders: push our "
+	  "state over remote changes." },
+	{ "revert", cmd_folder_unavailable,
+	  "shoal folder revert FOLDER_ID\n  Receive-only folders: drop local "
+	  "changes and take the global state." },
+	{ NULL, NULL, NULL }
+};
+
+static int dispatch(struct cli *c, const char *group,
+	    const struct cli_cmd *table, int argc, char **argv);
+
+static int
+cmd_device(struct cli *c, int argc, char **argv)
+{
+	return dispatch(c, "device", device_cmds, argc, argv);
+}
+
+static int
+cmd_folder(struct cli *c, int argc, char **argv)
+{
+	return dispatch(c, "folder", folder_cmds, argc, argv);
+}
+
+static const struct cli_cmd top_cmds[] = {
+	{ "init", cmd_init,
+	  "shoal init [--name NAME] [--listen tcp://HOST:PORT] [--api "
+	  "127.0.0.1:PORT]\n           [--no-default-folder] [--no-discovery]\n"
+	  "  Create this device's identity, config and index; prints the "
+	  "device ID." },
+	{ "id", cmd_id, "shoal id\n  Print this device's ID." },
+	{ "serve", cmd_serve,
+	  "shoal serve\n  Run the daemon in the foreground until SIGINT or "
+	  "SIGTERM." },
+	{ "device", cmd_device,
+	  "shoal device add|remove|list ...\n  Manage devices (see 'shoal "
+	  "device add --help')." },
+	{ "folder", cmd_folder,
+	  "shoal folder add|share|remove|list|override|revert ...\n  Manage "
+	  "folders (see 'shoal folder add --help')." },
+	{ "status", cmd_status,
+	  "shoal status [--json]\n  Show the running daemon's state." },
+	{ "scan", cmd_scan,
+	  "shoal scan [FOLDER_ID] [--once]\n  Rescan now. With --once, scan in "
+	  "the foreground without a daemon and print a summary." },
+	{ "conflicts", cmd_conflicts,
+	  "shoal conflicts [FOLDER_ID] [--json]\n  List conflict copies." },
+	{ "versions", cmd_versions_unavailable,
+	  "shoal versions FOLDER_ID [PATH] [--json]\n  List kept versions." },
+	{ "restore", cmd_versions_unavailable,
+	  "shoal restore FOLDER_ID PATH [--at TIME]\n  Restore a kept "
+	  "version." },
+	{ NULL, NULL, NULL }
+};
+
+static const struct cli_cmd *
+cli_find(const struct cli_cmd *table, const char *name)
+{
+	for (; table->name != NULL; table++)
+		if (strcmp(table->name, name) == 0)
+			return table;
+	return NULL;
+}
+
+static void
+print_group_usage(FILE *f, const char *group, const struct cli_cmd *table)
+{
+	if (group == NULL)
+		fprintf(f, "usage: shoal [--home DIR] [--log-level LEVEL] "
+		    "[--trace COMPONENTS] COMMAND [ARGS]\n"
+		    "       shoal --version | --help\n\ncommands:\n");
+	else
+		fprintf(f, "usage: shoal [--home DIR] %s COMMAND [ARGS]\n\n"
+		    "commands:\n", group);
+	for (; table->name != NULL; table++)
+		fprintf(f, "  %s\n", table->usage);
+}
+
+static int
+dispatch(struct cli *c, const char *group, const struct cli_cmd *table,
+    int argc, char **argv)
+{
+	const struct cli_cmd	*cmd;
+	char			 full[64];
+
+	if (argc < 2) {
+		print_group_usage(stderr, group, table);
+		return CLI_EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		print_group_usage(stdout, group, table);
+		return CLI_EXIT_OK;
+	}
+	cmd = cli_find(table, argv[1]);
+	if (cmd == NULL) {
+		fprintf(stderr, "shoal %s: unknown command \"%s\" (see 'shoal %s "
+		    "--help')\n", group, argv[1], group);
+		return CLI_EXIT_USAGE;
+	}
+	snprintf(full, sizeof(full), "%s %s", group, cmd->name);
+	if (wants_help(argc - 1, argv + 1)) {
+		printf("usage: %s\n", cmd->usage);
+		return CLI_EXIT_OK;
+	}
+	/* Subcommands see argv[0] = "group name" for their messages. */
+	argv[1] = full;
+	return cmd->fn(c, argc - 1, argv + 1);
+}
+
+int
+cli_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "home", required_argument, NULL, 'H' },
+		{ "log-level", required_argument, NULL, 'L' },
+		{ "trace", required_argument, NULL, 'T' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const struct cli_cmd	*cmd;
+	struct cli		 c = { NULL };
+	const char		*home = NULL;
+	int			 ch, rc;
+
+	/* "+" stops at the first non-option: the subcommand. */
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'H':
+			if (optarg[0] == '\0') {
+				fprintf(stderr, "shoal: --home needs a directory\n");
+				return CLI_EXIT_USAGE;
+			}
+			home = optarg;
+			break;
+		case 'L':
+			if (log_set_level(optarg) != 0) {
+				fprintf(stderr, "shoal: bad --log-level \"%s\" (want "
+				    "error, warn, info or debug)\n", optarg);
+				return CLI_EXIT_USAGE;
+			}
+			break;
+		case 'T':
+			if (log_set_trace(optarg) != 0) {
+				fprintf(stderr, "shoal: bad --trace \"%s\"\n", optarg);
+				return CLI_EXIT_USAGE;
+			}
+			break;
+		case 'V':
+			printf("shoal %s\n", SHOAL_VERSION);
+			return CLI_EXIT_OK;
+		case 'h':
+			print_group_usage(stdout, NULL, top_cmds);
+			return CLI_EXIT_OK;
+		default:
+			fprintf(stderr, "shoal: unknown option \"%s\" (see 'shoal "
+			    "--help')\n", argv[optind - 1]);
+			return CLI_EXIT_USAGE;
+		}
+	}
+	opterr = 1;
+	if (optind >= argc) {
+		print_group_usage(stderr, NULL, top_cmds);
+		return CLI_EXIT_USAGE;
+	}
+	cmd = cli_find(top_cmds, argv[optind]);
+	if (cmd == NULL) {
+		fprintf(stderr, "shoal: unknown command \"%s\" (see 'shoal "
+		    "--help')\n", argv[optind]);
+		return CLI_EXIT_USAGE;
+	}
+	if (cmd->fn != cmd_device && cmd->fn != cmd_folder &&
+	    wants_help(argc - optind, argv + optind)) {
+		printf("usage: %s\n", cmd->usage);
+		return CLI_EXIT_OK;
+	}
+	if (sodium_init() < 0) {
+		fprintf(stderr, "shoal: libsodium failed to initialise\n");
+		return CLI_EXIT_FAIL;
+	}
+	if (home != NULL)
+		c.home = absolute_path(home);
+	else
+		c.home = default_home();
+	if (c.home == NULL) {
+		fprintf(stderr, "shoal: no --home given and $HOME is not set\n");
+		return CLI_EXIT_USAGE;
+	}
+	rc = cmd->fn(&c, argc - optind, argv + optind);
+	free(c.home);
+	return rc;
+}

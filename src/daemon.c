@@ -1,0 +1,507 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * `shoal serve`. One libuv loop thread owns the control API, the folders and
+ * config reloading (design.md §2); blocking work runs on the thread pool
+ * inside the folder/scan modules.
+ *
+ * Config reload: the CLI rewrites the config file atomically (rename), so a
+ * one-second uv_fs_poll on it sees a new inode/mtime and we reload; the CLI
+ * also POSTs /rest/config/reload so changes usually apply at once. A file
+ * that fails to parse is reported ("FILE:LINE: reason") and the last good
+ * config stays in force.
+ *
+ * Shutdown: SIGINT/SIGTERM set `stopping`, close every handle we own, and
+ * let uv_run return once their close callbacks have run; then the index is
+ * closed and HOME/api.addr removed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sodium.h>
+#include <uv.h>
+
+#include "shoal/api.h"
+#include "shoal/config.h"
+#include "shoal/daemon.h"
+#include "shoal/db.h"
+#include "shoal/folder.h"
+#include "shoal/identity.h"
+#include "shoal/log.h"
+#include "shoal/util.h"
+
+#define DAEMON_CONFIG_POLL_MS	1000
+
+struct daemon {
+	uv_loop_t		 loop;
+	char			*home;		/* borrowed from the caller */
+	char			*config_path;	/* owned */
+	char			*addr_path;	/* owned; HOME/api.addr */
+	struct config		*cfg;		/* owned; last good config */
+	struct identity		*ident;		/* owned */
+	struct db		*db;		/* owned */
+	struct api		*api;		/* owned; closed async */
+	char			*api_key;	/* owned; wiped on free */
+	uv_signal_t		 sigint;
+	uv_signal_t		 sigterm;
+	uv_fs_poll_t		 cfg_poll;
+	struct folder		**folders;	/* owned array of owned folders */
+	size_t			 folder_count;
+	uint64_t		 start_ms;
+	bool			 stopping;
+};
+
+int
+daemon_lock_home(const char *home)
+{
+	char	*path = util_path_join(home, DAEMON_LOCK_FILE);
+	int	 fd;
+
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	free(path);
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		int e = (errno == EWOULDBLOCK) ? -EWOULDBLOCK : -errno;
+
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+static struct folder *
+find_folder(struct daemon *d, const char *id, size_t *index)
+{
+	size_t	i;
+
+	for (i = 0; i < d->folder_count; i++) {
+		if (strcmp(folder_id(d->folders[i]), id) == 0) {
+			if (index != NULL)
+				*index = i;
+			return d->folders[i];
+		}
+	}
+	return NULL;
+}
+
+static void
+start_folder(struct daemon *d, const struct config_folder *cf)
+{
+	struct folder	*f = NULL;
+	int		 rc;
+
+	rc = folder_open(&d->loop, d->db, cf,
+	    identity_short_id(identity_device_id(d->ident)), NULL, NULL, &f);
+	if (rc != 0) {
+		LOG_ERROR("daemon", "folder \"%s\": cannot start: %s", cf->id,
+		    sh_strerror(rc));
+		return;
+	}
+	d->folders = xreallocarray(d->folders, d->folder_count + 1,
+	    sizeof(*d->folders));
+	d->folders[d->folder_count++] = f;
+	LOG_INFO("daemon", "folder \"%s\" started at \"%s\" (%s)", cf->id,
+	    cf->path, config_folder_type_name(cf->type));
+}
+
+/* Bring running folders in line with d->cfg. */
+static void
+apply_folders(struct daemon *d)
+{
+	size_t	i;
+
+	/* Stop folders that are gone. */
+	for (i = 0; i < d->folder_count; ) {
+		if (config_folder_find(d->cfg, folder_id(d->folders[i])) == NULL) {
+			LOG_INFO("daemon", "folder \"%s\" removed",
+			    folder_id(d->folders[i]));
+			folder_close(d->folders[i]);
+			d->folders[i] = d->folders[--d->folder_count];
+			continue;
+		}
+		i++;
+	}
+	for (i = 0; i < d->cfg->folder_count; i++) {
+		const struct config_folder *cf = &d->cfg->folders[i];
+		struct folder *f = find_folder(d, cf->id, NULL);
+
+		if (f == NULL)
+			start_folder(d, cf);
+		else
+			folder_reconfigure(f, cf);
+	}
+}
+
+/* Reload the config file; keeps the old one on any error. 0 or error. */
+static int
+reload_config(struct daemon *d, char *err, size_t err_size)
+{
+	struct config	*cfg = NULL;
+	int		 rc;
+
+	rc = config_load(d->config_path, &cfg, err, err_size);
+	if (rc != 0) {
+		LOG_ERROR("config", "%s (keeping the last good config)", err);
+		return rc;
+	}
+	if (strcmp(cfg->api, d->cfg->api) != 0 ||
+	    strcmp(cfg->listen, d->cfg->listen) != 0)
+		LOG_WARN("config", "listen/api address changes take effect after "
+		    "a restart");
+	/* Folders hold pointers into the old config only while being
+	 * reconfigured; folder_reconfigure copies what it keeps. */
+	config_free(d->cfg);
+	d->cfg = cfg;
+	apply_folders(d);
+	LOG_INFO("config", "reloaded \"%s\" (%zu devices, %zu folders)",
+	    d->config_path, cfg->device_count, cfg->folder_count);
+	return 0;
+}
+
+static void
+cfg_poll_cb(uv_fs_poll_t *h, int status, const uv_stat_t *prev,
+    const uv_stat_t *cur)
+{
+	struct daemon	*d = h->data;
+	char		 err[CONFIG_ERR_SIZE];
+
+	(void)prev;
+	(void)cur;
+	if (d->stopping)
+		return;
+	if (status < 0) {
+		LOG_WARN("config", "cannot stat \"%s\": %s", d->config_path,
+		    uv_strerror(status));
+		return;
+	}
+	if (reload_config(d, err, sizeof(err)) != 0)
+		return;
+}
+
+/* ---- control API handlers ---- */
+
+static json_t *
+folder_json(struct daemon *d, struct folder *f)
+{
+	const struct config_folder	*cf = folder_config(f);
+	struct folder_status		 st;
+	json_t				*o, *scan;
+	bool				 idle;
+
+	(void)d;
+	folder_get_status(f, &st);
+	idle = (st.state == FOLDER_STATE_IDLE);
+	scan = json_pack("{s:b, s:I, s:I, s:I, s:I, s:I}",
+	    "running", st.scan_running,
+	    "entries_seen", (json_int_t)st.scan.entries_seen,
+	    "files_hashed", (json_int_t)st.scan.files_hashed,
+	    "bytes_hashed", (json_int_t)st.scan.bytes_hashed,
+	    "bytes_to_hash", (json_int_t)st.scan.bytes_to_hash,
+	    "completed", (json_int_t)st.scans_completed);
+	o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I, "
+	    "s:I, s:b, s:[], s:o, s:b, s:b, s:I}",
+	    "id", cf->id, "path", cf->path,
+	    "type", config_folder_type_name(cf->type),
+	    "state", folder_state_name(st.state),
+	    "error", st.error != NULL ? json_string(st.error) : json_null(),
+	    "local_files", (json_int_t)st.local_files,
+	    "local_bytes", (json_int_t)st.local_bytes,
+	    "local_directories", (json_int_t)st.local_directories,
+	    "global_files", (json_int_t)st.local_files,
+	    "global_bytes", (json_int_t)st.local_bytes,
+	    "need_files", (json_int_t)0,
+	    "need_bytes", (json_int_t)0,
+	    "in_sync", idle,
+	    "peers",
+	    "scan", scan,
+	    "watching", st.watching,
+	    "watch_degraded", st.watch_degraded,
+	    "sequence", (json_int_t)st.local_sequence);
+	return o;
+}
+
+static int
+h_status(const struct api_request *req, json_t **resp, void *arg)
+{
+	struct daemon	*d = arg;
+	char		 idstr[IDENTITY_ID_STR_SIZE];
+	json_t		*folders, *peers, *o;
+	size_t		 i;
+
+	(void)req;
+	identity_id_format(identity_device_id(d->ident), idstr);
+	folders = json_array();
+	for (i = 0; i < d->cfg->folder_count; i++) {
+		struct folder *f = find_folder(d, d->cfg->folders[i].id, NULL);
+
+		if (f != NULL)
+			json_array_append_new(folders, folder_json(d, f));
+	}
+	peers = json_array();
+	for (i = 0; i < d->cfg->device_count; i++) {
+		const struct config_device *dev = &d->cfg->devices[i];
+		char pid[IDENTITY_ID_STR_SIZE];
+
+		identity_id_format(&dev->id, pid);
+		json_array_append_new(peers, json_pack("{s:s, s:s, s:b, s:n, "
+		    "s:n, s:I, s:I}", "device_id", pid, "name", dev->name,
+		    "connected", 0, "address", "client", "in_bytes",
+		    (json_int_t)0, "out_bytes", (json_int_t)0));
+	}
+	o = json_pack("{s:s, s:s, s:s, s:[s], s:s, s:I, s:o, s:o}",
+	    "device_id", idstr, "name", d->cfg->name, "version", SHOAL_VERSION,
+	    "listen", d->cfg->listen, "api", api_bound_addr(d->api),
+	    "uptime_s", (json_int_t)((util_now_ms() - d->start_ms) / 1000),
+	    "folders", folders, "peers", peers);
+	*resp = o;
+	return 200;
+}
+
+static int
+h_scan(const struct api_request *req, json_t **resp, void *arg)
+{
+	struct daemon	*d = arg;
+	struct folder	*f;
+	char		*id;
+	size_t		 i;
+
+	id = api_query_param(req->query, "folder");
+	if (id == NULL) {
+		for (i = 0; i < d->folder_count; i++)
+			folder_request_scan(d->folders[i], NULL);
+		*resp = json_pack("{s:b}", "ok", 1);
+		return 200;
+	}
+	f = find_folder(d, id, NULL);
+	if (f == NULL) {
+		*resp = json_pack("{s:s+}", "error", "unknown folder ", id);
+		free(id);
+		return 404;
+	}
+	free(id);
+	folder_request_scan(f, NULL);
+	*resp = json_pack("{s:b}", "ok", 1);
+	return 200;
+}
+
+static int
+h_reload(const struct api_request *req, json_t **resp, void *arg)
+{
+	struct daemon	*d = arg;
+	char		 err[CONFIG_ERR_SIZE];
+
+	(void)req;
+	if (reload_config(d, err, sizeof(err)) != 0) {
+		*resp = json_pack("{s:s}", "error", err);
+		return 400;
+	}
+	*resp = json_pack("{s:b}", "ok", 1);
+	return 200;
+}
+
+/* ---- lifecycle ---- */
+
+static void
+noop_close_cb(uv_handle_t *h)
+{
+	(void)h;
+}
+
+static void
+stop(struct daemon *d, const char *why)
+{
+	size_t	i;
+
+	if (d->stopping)
+		return;
+	d->stopping = true;
+	LOG_INFO("daemon", "shutting down (%s)", why);
+	for (i = 0; i < d->folder_count; i++)
+		folder_close(d->folders[i]);
+	d->folder_count = 0;
+	if (d->api != NULL) {
+		api_close(d->api);
+		d->api = NULL;
+	}
+	uv_close((uv_handle_t *)&d->sigint, noop_close_cb);
+	uv_close((uv_handle_t *)&d->sigterm, noop_close_cb);
+	uv_close((uv_handle_t *)&d->cfg_poll, noop_close_cb);
+}
+
+static void
+signal_cb(uv_signal_t *h, int signum)
+{
+	stop(h->data, signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+static int
+write_addr_file(struct daemon *d)
+{
+	const char	*addr = api_bound_addr(d->api);
+	char		*line = xasprintf("%s\n", addr);
+	int		 rc;
+
+	rc = util_write_file_atomic(d->addr_path, line, strlen(line), 0600);
+	free(line);
+	if (rc != 0)
+		LOG_ERROR("daemon", "cannot write \"%s\": %s", d->addr_path,
+		    sh_strerror(rc));
+	return rc;
+}
+
+static void
+walk_close_cb(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, noop_close_cb);
+}
+
+int
+daemon_run(const char *home)
+{
+	struct daemon	 d;
+	char		 err[CONFIG_ERR_SIZE], idstr[IDENTITY_ID_STR_SIZE];
+	char		*db_path = NULL;
+	bool		 loop_ok = false;
+	size_t		 i;
+	int		 lock = -1, rc;
+
+	memset(&d, 0, sizeof(d));
+	d.home = (char *)home;
+	d.start_ms = util_now_ms();
+	d.config_path = util_path_join(home, CONFIG_FILE);
+	d.addr_path = util_path_join(home, API_ADDR_FILE);
+	signal(SIGPIPE, SIG_IGN);
+
+	lock = daemon_lock_home(home);
+	if (lock == -EWOULDBLOCK) {
+		LOG_ERROR("daemon", "another shoal daemon is running for home "
+		    "\"%s\"", home);
+		rc = lock;
+		goto out;
+	}
+	if (lock < 0) {
+		rc = lock;
+		LOG_ERROR("daemon", "cannot lock home \"%s\": %s", home,
+		    sh_strerror(rc));
+		goto out;
+	}
+	rc = identity_load(home, &d.ident);
+	if (rc != 0) {
+		LOG_ERROR("daemon", "cannot load identity from \"%s\": %s", home,
+		    sh_strerror(rc));
+		goto out;
+	}
+	rc = config_load(d.config_path, &d.cfg, err, sizeof(err));
+	if (rc != 0) {
+		LOG_ERROR("config", "%s", err);
+		goto out;
+	}
+	db_path = util_path_join(home, DB_FILE);
+	rc = db_open(db_path, &d.db);
+	if (rc != 0) {
+		LOG_ERROR("daemon", "cannot open index \"%s\": %s", db_path,
+		    sh_strerror(rc));
+		goto out;
+	}
+	rc = api_key_load(home, true, &d.api_key);
+	if (rc != 0) {
+		LOG_ERROR("daemon", "cannot read API key in \"%s\": %s", home,
+		    sh_strerror(rc));
+		goto out;
+	}
+	rc = uv_loop_init(&d.loop);
+	if (rc != 0) {
+		LOG_ERROR("daemon", "uv_loop_init: %s", uv_strerror(rc));
+		goto out;
+	}
+	loop_ok = true;
+	rc = api_open(&d.loop, d.cfg->api, d.api_key, &d.api);
+	if (rc != 0) {
+		LOG_ERROR("daemon", "cannot listen for the control API on %s: %s",
+		    d.cfg->api, sh_strerror(rc));
+		goto out;
+	}
+	api_route(d.api, "GET", "/rest/status", h_status, &d);
+	api_route(d.api, "POST", "/rest/scan", h_scan, &d);
+	api_route(d.api, "POST", "/rest/config/reload", h_reload, &d);
+	rc = write_addr_file(&d);
+	if (rc != 0)
+		goto out;
+
+	rc = uv_signal_init(&d.loop, &d.sigint);
+	if (rc == 0)
+		rc = uv_signal_init(&d.loop, &d.sigterm);
+	if (rc == 0)
+		rc = uv_fs_poll_init(&d.loop, &d.cfg_poll);
+	if (rc != 0) {
+		LOG_ERROR("daemon", "handle init: %s", uv_strerror(rc));
+		goto out;
+	}
+	d.sigint.data = d.sigterm.data = d.cfg_poll.data = &d;
+	rc = uv_signal_start(&d.sigint, signal_cb, SIGINT);
+	if (rc == 0)
+		rc = uv_signal_start(&d.sigterm, signal_cb, SIGTERM);
+	if (rc == 0)
+		rc = uv_fs_poll_start(&d.cfg_poll, cfg_poll_cb, d.config_path,
+		    DAEMON_CONFIG_POLL_MS);
+	if (rc != 0) {
+		LOG_ERROR("daemon", "cannot start signal/config watch: %s",
+		    uv_strerror(rc));
+		goto out;
+	}
+
+	identity_id_format(identity_device_id(d.ident), idstr);
+	LOG_INFO("daemon", "shoal %s started; device %s; control API on %s",
+	    SHOAL_VERSION, idstr, api_bound_addr(d.api));
+	for (i = 0; i < d.cfg->folder_count; i++)
+		start_folder(&d, &d.cfg->folders[i]);
+
+	rc = uv_run(&d.loop, UV_RUN_DEFAULT);
+	(void)rc;
+	rc = 0;
+out:
+	if (loop_ok) {
+		/* Close whatever is still open (the error paths above). */
+		if (!d.stopping) {
+			d.stopping = true;
+			for (i = 0; i < d.folder_count; i++)
+				folder_close(d.folders[i]);
+			d.folder_count = 0;
+			if (d.api != NULL)
+				api_close(d.api);
+		}
+		uv_walk(&d.loop, walk_close_cb, NULL);
+		if (uv_run(&d.loop, UV_RUN_DEFAULT) != 0)
+			LOG_WARN("daemon", "loop still had work at shutdown");
+		if (uv_loop_close(&d.loop) != 0)
+			LOG_WARN("daemon", "loop did not close cleanly");
+	}
+	if (lock >= 0)
+		unlink(d.addr_path);
+	free(d.folders);
+	db_close(d.db);
+	if (d.api_key != NULL) {
+		sodium_memzero(d.api_key, strlen(d.api_key));
+		free(d.api_key);
+	}
+	identity_free(d.ident);
+	config_free(d.cfg);
+	free(db_path);
+	free(d.config_path);
+	free(d.addr_path);
+	if (lock >= 0) {
+		LOG_INFO("daemon", "stopped");
+		close(lock);
+	}
+	return rc;
+}

@@ -1,0 +1,30 @@
+# SPDX-License-Identifier: MIT
+# Config commands apply to a running daemon within 2 s; a broken config
+# file is reported as FILE:LINE and the daemon keeps its last good config.
+. ./lib.sh
+
+init_node a
+init_node b
+start_node a
+
+sh_node a folder add g "$T/g" --no-watch || fail "folder add"
+wait_until 2 jqs a '.folders | map(.id) == ["g"]' || fail "folder not applied within 2 s"
+sh_node a device add "$(node_id b)" --name bee --address tcp://127.0.0.1:1 || fail "device add"
+wait_until 2 jqs a '.peers | length == 1 and .[0].name == "bee"' || fail "device not applied within 2 s"
+
+# A hand edit that breaks the file: the daemon logs FILE:LINE and keeps
+# running with the folder it had.
+printf '[options]\nbogus_key = 1\n' >>"$T/a/config"
+wait_until 5 grep -Eq 'config:[0-9]+: .*bogus_key' "$T/a.log" || fail "no FILE:LINE error logged"
+jqs a '.folders | map(.id) == ["g"]' || fail "last good config not kept"
+
+# Remove the broken lines by hand (not through the CLI, whose load fails).
+head -n -2 "$T/a/config" >"$T/cfg" && cat "$T/cfg" >"$T/a/config"
+sh_node a folder remove g || fail "folder remove after fix"
+wait_until 2 jqs a '.folders | length == 0' || fail "folder removal not applied within 2 s"
+
+# Two daemons on one home are refused.
+"$SHOAL" --home "$T/a" serve 2>"$T/err" && fail "second daemon started"
+grep -q 'another shoal daemon' "$T/err" || fail "second daemon message: $(cat "$T/err")"
+stop_node a
+log "passed"

@@ -1,0 +1,152 @@
+# SPDX-License-Identifier: MIT
+# Shared helpers for integration scenarios (sourced, not run).
+# Each scenario gets its own mktemp -d, removed on success; on failure the
+# directory is kept and every node's log is printed.
+set -u
+
+: "${SHOAL:?SHOAL must point at the shoal binary}"
+MULT=${SHOAL_TEST_TIMEOUT_MULT:-1}
+T=$(mktemp -d /tmp/shoal-it.XXXXXX)
+NODES=""
+SCENARIO=$(basename "$0" .sh)
+
+log() { printf '[%s] %s\n' "$SCENARIO" "$*"; }
+
+dump_logs() {
+	for n in $NODES; do
+		if [ -f "$T/$n.log" ]; then
+			echo "----- log of node $n ($T/$n.log) -----"
+			tail -n 60 "$T/$n.log"
+		fi
+	done
+}
+
+fail() {
+	echo "[$SCENARIO] FAIL: $*" >&2
+	dump_logs >&2
+	echo "[$SCENARIO] kept $T" >&2
+	stop_all
+	trap - EXIT
+	exit 1
+}
+
+stop_all() {
+	for n in $NODES; do
+		pidf="$T/$n.pid"
+		if [ -f "$pidf" ]; then
+			kill "$(cat "$pidf")" 2>/dev/null
+		fi
+	done
+	for n in $NODES; do
+		pidf="$T/$n.pid"
+		if [ -f "$pidf" ]; then
+			wait "$(cat "$pidf")" 2>/dev/null
+			rm -f "$pidf"
+		fi
+	done
+}
+
+on_exit() {
+	rc=$?
+	if [ "$rc" -ne 0 ]; then
+		echo "[$SCENARIO] exited with status $rc" >&2
+		dump_logs >&2
+		echo "[$SCENARIO] kept $T" >&2
+		stop_all
+		exit "$rc"
+	fi
+	stop_all
+	rm -rf "$T"
+}
+trap on_exit EXIT
+
+# sh NODE ARGS... : run the CLI against NODE's home.
+sh_node() {
+	n=$1
+	shift
+	"$SHOAL" --home "$T/$n" "$@"
+}
+
+# init_node NAME [init args]: create a home; prints nothing.
+init_node() {
+	n=$1
+	shift
+	case " $NODES " in *" $n "*) ;; *) NODES="$NODES $n" ;; esac
+	HOME="$T/$n-user" "$SHOAL" --home "$T/$n" init --name "$n" \
+	    --listen tcp://127.0.0.1:0 --api 127.0.0.1:0 --no-default-folder \
+	    "$@" >"$T/$n.id" || fail "init of $n failed"
+}
+
+node_id() { cat "$T/$1.id"; }
+
+# start_node NAME: run `serve` in the background and wait for its API.
+start_node() {
+	n=$1
+	"$SHOAL" --home "$T/$n" --log-level "${SHOAL_TEST_LOG_LEVEL:-info}" \
+	    serve >>"$T/$n.log" 2>&1 &
+	echo $! >"$T/$n.pid"
+	wait_until 20 sh_node "$n" status --json || fail "node $n did not start"
+}
+
+# stop_node NAME: SIGTERM and wait; fails if the exit status is not 0.
+stop_node() {
+	n=$1
+	pid=$(cat "$T/$n.pid")
+	kill -TERM "$pid"
+	wait "$pid"
+	st=$?
+	rm -f "$T/$n.pid"
+	[ "$st" -eq 0 ] || fail "node $n exited with status $st"
+}
+
+# wait_until SECONDS CMD...: poll CMD until it succeeds; 1 on timeout.
+wait_until() {
+	limit=$(( $1 * MULT * 10 ))
+	shift
+	i=0
+	while [ "$i" -lt "$limit" ]; do
+		if "$@" >/dev/null 2>&1; then
+			return 0
+		fi
+		sleep 0.1
+		i=$((i + 1))
+	done
+	return 1
+}
+
+# status NODE: the status JSON.
+status() { sh_node "$1" status --json; }
+
+# jqs NODE FILTER: true if FILTER (jq -e) holds on NODE's status.
+jqs() {
+	out=$(status "$1") || return 1
+	printf '%s' "$out" | jq -e "$2" >/dev/null
+}
+
+# folder_field NODE FOLDER FIELD: print one field of a folder's status.
+folder_field() {
+	status "$1" | jq -r --arg f "$2" ".folders[] | select(.id == \$f) | .$3"
+}
+
+# idle_scanned NODE FOLDER MIN_SCANS: folder idle with >= MIN_SCANS scans.
+idle_scanned() {
+	jqs "$1" ".folders[] | select(.id == \"$2\") |
+	    .state == \"idle\" and .scan.completed >= $3"
+}
+
+# db_query NODE SQL: run a read-only query on NODE's index.
+db_query() { sqlite3 -readonly "$T/$1/index.db" "$2"; }
+
+# expect_eq WHAT GOT WANT
+expect_eq() {
+	[ "$2" = "$3" ] || fail "$1: got '$2', want '$3'"
+}
+
+# compare_trees A B: byte-for-byte and mode comparison, ignoring .stfolder.
+compare_trees() {
+	diff -r --no-dereference -x .stfolder -x '.syncthing.*.tmp' "$1" "$2" \
+	    >/dev/null || return 1
+	(cd "$1" && find . -path ./.stfolder -prune -o -printf '%p %m %y\n' | sort) >"$T/.ta"
+	(cd "$2" && find . -path ./.stfolder -prune -o -printf '%p %m %y\n' | sort) >"$T/.tb"
+	cmp -s "$T/.ta" "$T/.tb"
+}
