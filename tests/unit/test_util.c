@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests for util.c: capped buffers, atomic writes under injected
+ * faults, file reading caps, mkdir -p, number parsing. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "shoal/err.h"
+#include "shoal/util.h"
+
+static char *
+make_tmpdir(void)
+{
+	char	*d = xstrdup("/tmp/shoal-test-util.XXXXXX");
+
+	assert_non_null(mkdtemp(d));
+	return d;
+}
+
+static void
+rm_rf(const char *d)
+{
+	char	*cmd = xasprintf("rm -rf '%s'", d);
+
+	assert_int_equal(system(cmd), 0);
+	free(cmd);
+}
+
+static void
+test_util_buf_cap(void **state)
+{
+	struct util_buf	b;
+
+	(void)state;
+	util_buf_init(&b, 10);
+	assert_int_equal(util_buf_append(&b, "hello", 5), 0);
+	assert_int_equal(util_buf_printf(&b, "%d", 12345), 0);
+	assert_int_equal(b.len, 10);
+	assert_string_equal(b.data, "hello12345");
+	/* One byte over the cap fails and leaves the buffer unchanged. */
+	assert_int_equal(util_buf_append(&b, "x", 1), -E2BIG);
+	assert_int_equal(b.len, 10);
+	assert_string_equal(b.data, "hello12345");
+	util_buf_reset(&b);
+	assert_int_equal(b.len, 0);
+	assert_string_equal(b.data, "");
+	util_buf_free(&b);
+	assert_null(b.data);
+}
+
+static void
+test_util_atomic_write_roundtrip(void **state)
+{
+	char		*d = make_tmpdir(), *p = util_path_join(d, "f");
+	char		*data = NULL;
+	size_t		 len;
+	struct stat	 st;
+
+	(void)state;
+	assert_int_equal(util_write_file_atomic(p, "one", 3, 0600), 0);
+	assert_int_equal(util_write_file_atomic(p, "second", 6, 0640), 0);
+	assert_int_equal(util_read_file(p, 100, &data, &len), 0);
+	assert_int_equal(len, 6);
+	assert_string_equal(data, "second");
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0640);
+	free(data);
+	free(p);
+	rm_rf(d);
+	free(d);
+}
+
+/* Each injected failure leaves the old content intact and no temp file. */
+static void
+test_util_atomic_write_faults(void **state)
+{
+	static const enum util_fault_kind kinds[] = {
+		UTIL_FAULT_WRITE, UTIL_FAULT_FSYNC, UTIL_FAULT_RENAME
+	};
+	char	*d = make_tmpdir(), *p = util_path_join(d, "f");
+	char	*data = NULL, *cmd;
+	size_t	 len, i;
+
+	(void)state;
+	assert_int_equal(util_write_file_atomic(p, "keep", 4, 0600), 0);
+	for (i = 0; i < 3; i++) {
+		util_fault_set(kinds[i], 1, ENOSPC);
+		assert_int_equal(util_write_file_atomic(p, "lost", 4, 0600),
+		    -ENOSPC);
+		util_fault_clear();
+		assert_int_equal(util_read_file(p, 100, &data, &len), 0);
+		assert_string_equal(data, "keep");
+		free(data);
+	}
+	/* Only the target remains in the directory. */
+	cmd = xasprintf("test $(ls -A '%s' | wc -l) -eq 1", d);
+	assert_int_equal(system(cmd), 0);
+	free(cmd);
+	/* The Nth call, not the first, fails when asked. */
+	util_fault_set(UTIL_FAULT_FSYNC, 2, EIO);
+	assert_int_equal(util_write_file_atomic(p, "ok", 2, 0600), -EIO);
+	util_fault_clear();
+	free(p);
+	rm_rf(d);
+	free(d);
+}
+
+static void
+test_util_read_file_cap(void **state)
+{
+	char	*d = make_tmpdir(), *p = util_path_join(d, "f");
+	char	*data = NULL;
+	size_t	 len;
+
+	(void)state;
+	assert_int_equal(util_write_file_atomic(p, "0123456789", 10, 0600), 0);
+	assert_int_equal(util_read_file(p, 9, &data, &len), -EFBIG);
+	assert_null(data);
+	assert_int_equal(util_read_file(p, 10, &data, &len), 0);
+	assert_int_equal(len, 10);
+	free(data);
+	free(p);
+	p = util_path_join(d, "missing");
+	assert_int_equal(util_read_file(p, 10, &data, &len), -ENOENT);
+	free(p);
+	rm_rf(d);
+	free(d);
+}
+
+static void
+test_util_mkdir_p(void **state)
+{
+	char		*d = make_tmpdir(), *p = util_path_join(d, "a/b/c");
+	char		*f = util_path_join(d, "file");
+	struct stat	 st;
+
+	(void)state;
+	assert_int_equal(util_mkdir_p(p, 0755), 0);
+	assert_int_equal(stat(p, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(util_mkdir_p(p, 0755), 0);	/* idempotent */
+	assert_int_equal(util_write_file_atomic(f, "x", 1, 0600), 0);
+	assert_int_equal(util_mkdir_p(f, 0755), -ENOTDIR);
+	free(p);
+	free(f);
+	rm_rf(d);
+	free(d);
+}
+
+static void
+test_util_path_join(void **state)
+{
+	char	*p;
+
+	(void)state;
+	p = util_path_join("/a", "b");
+	assert_string_equal(p, "/a/b");
+	free(p);
+	p = util_path_join("/a/", "b");
+	assert_string_equal(p, "/a/b");
+	free(p);
+	p = util_path_join("/a", "");
+	assert_string_equal(p, "/a");
+	free(p);
+}
+
+static void
+test_util_parse_u64(void **state)
+{
+	uint64_t	v = 0;
+
+	(void)state;
+	assert_int_equal(util_parse_u64("42", 0, 100, &v), 0);
+	assert_int_equal(v, 42);
+	assert_int_equal(util_parse_u64("101", 0, 100, &v), SH_EPARSE);
+	assert_int_equal(util_parse_u64("-1", 0, 100, &v), SH_EPARSE);
+	assert_int_equal(util_parse_u64("4x", 0, 100, &v), SH_EPARSE);
+	assert_int_equal(util_parse_u64("", 0, 100, &v), SH_EPARSE);
+	assert_int_equal(util_parse_u64("99999999999999999999999", 0,
+	    UINT64_MAX, &v), SH_EPARSE);
+}
+
+static void
+test_util_hex(void **state)
+{
+	const uint8_t	in[] = { 0x00, 0xab, 0xff };
+	char		out[7];
+
+	(void)state;
+	util_hex(in, sizeof(in), out);
+	assert_string_equal(out, "00abff");
+}
+
+static void
+test_util_err_names(void **state)
+{
+	(void)state;
+	assert_string_equal(sh_strerror(SH_EPROTO), "protocol violation");
+	assert_string_equal(sh_strerror(-ENOENT),
+	    "no such file or directory");
+	assert_string_equal(sh_strerror(-99999), "unknown error");
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_util_buf_cap),
+		cmocka_unit_test(test_util_atomic_write_roundtrip),
+		cmocka_unit_test(test_util_atomic_write_faults),
+		cmocka_unit_test(test_util_read_file_cap),
+		cmocka_unit_test(test_util_mkdir_p),
+		cmocka_unit_test(test_util_path_join),
+		cmocka_unit_test(test_util_parse_u64),
+		cmocka_unit_test(test_util_hex),
+		cmocka_unit_test(test_util_err_names),
+	};
+
+	return cmocka_run_group_tests_name("util", tests, NULL, NULL);
+}
