@@ -18,6 +18,8 @@
 #include "shoal/record.h"
 
 #define DB_FILE			"index.db"
+/* Schema version this build creates and migrates to (PRAGMA user_version). */
+#define DB_SCHEMA_VERSION	1
 /* Device index of this device in every per-device table. */
 #define DB_LOCAL_DEVICE		0
 
@@ -37,6 +39,8 @@ struct db_entry {
 typedef int (*db_entry_cb)(const struct db_entry *e, void *arg);
 typedef int (*db_record_cb)(const struct record *r, void *arg);
 
+/* Invalid records (ignored, unsupported) count in none of the first
+ * three fields. */
 struct db_counts {
 	uint64_t	files;		/* regular files + symlinks, not deleted */
 	uint64_t	directories;	/* not deleted */
@@ -51,7 +55,12 @@ int	db_open(const char *path, struct db **out) SH_MUST_CHECK;
 void	db_close(struct db *db);
 int	db_schema_version(struct db *db);
 
-/* Transactions (not nested; the scanner groups many puts in one). */
+/*
+ * Transactions (not nested; the scanner groups many puts in one). Outside
+ * a transaction every write is atomic on its own. A write that fails inside
+ * one marks it failed: later writes and db_commit return SH_EDB (commit
+ * rolls back) until db_rollback.
+ */
 int	db_begin(struct db *db) SH_MUST_CHECK;
 int	db_commit(struct db *db) SH_MUST_CHECK;
 void	db_rollback(struct db *db);
@@ -59,15 +68,24 @@ void	db_rollback(struct db *db);
 /* Folders and devices */
 /* Index of folder `id`, created if new. */
 int	db_folder_idx(struct db *db, const char *id, int64_t *out) SH_MUST_CHECK;
-/* Drop every record of a folder (folder removed from config). */
+/* Drop every record of a folder (folder removed from config), its block
+ * index and its index IDs (the local sequence restarts, and a new local
+ * index ID is made on the next db_index_id_get). */
 int	db_folder_drop(struct db *db, int64_t folder) SH_MUST_CHECK;
-/* Index of a remote device, created if new (never DB_LOCAL_DEVICE). */
+/* Drop every record of (folder, device), e.g. before applying a full Index
+ * or when a peer's index ID changed (bep-brief §9.2, §9.3). Index IDs and
+ * the local sequence counter are kept. 0 or SH_EDB. */
+int	db_files_drop(struct db *db, int64_t folder, int64_t device)
+	    SH_MUST_CHECK;
+/* Index of a remote device, created if new (never DB_LOCAL_DEVICE);
+ * -EINVAL for the all-zero ID. */
 int	db_device_idx(struct db *db, const struct device_id *id, int64_t *out)
 	    SH_MUST_CHECK;
 
 /* Records */
-/* Fetch (folder, device, name). 0 with *out set (caller frees with
- * record_free), SH_ENOTFOUND, or SH_EDB. */
+/* Fetch (folder, device, name) with its blocks. blocks_hash is recomputed
+ * from the blocks (has_blocks_hash iff block_count > 0). 0 with *out set
+ * (caller frees with record_free), SH_ENOTFOUND, SH_ECORRUPT or SH_EDB. */
 int	db_file_get(struct db *db, int64_t folder, int64_t device,
 	    const char *name, struct record **out) SH_MUST_CHECK;
 /*
@@ -77,10 +95,15 @@ int	db_file_get(struct db *db, int64_t folder, int64_t device,
  */
 int	db_local_put(struct db *db, int64_t folder, struct record *r)
 	    SH_MUST_CHECK;
-/* Store a record received from a remote device as is. */
+/* Store a record received from a remote device as is (its blocks_hash is
+ * not stored but recomputed on read). SH_EPROTO if another name of that
+ * device already holds r->sequence (nothing stored; the transaction stays
+ * usable), -EINVAL for the local device, else 0 or SH_EDB. */
 int	db_remote_put(struct db *db, int64_t folder, int64_t device,
 	    const struct record *r) SH_MUST_CHECK;
-/* Highest sequence stored for (folder, device); 0 if none. */
+/* Highest sequence stored for (folder, device); 0 if none. For the local
+ * device this is the sequence counter, which may exceed every stored
+ * sequence once the newest record was replaced. */
 int	db_max_sequence(struct db *db, int64_t folder, int64_t device,
 	    int64_t *out) SH_MUST_CHECK;
 /*
@@ -103,7 +126,9 @@ int	db_block_find(struct db *db, int64_t folder,
 	    const uint8_t hash[RECORD_HASH_LEN], char **name, int64_t *offset)
 	    SH_MUST_CHECK;
 
-/* Index IDs (bep-brief §9.2): random 64-bit per (folder, device). */
+/* Index IDs (bep-brief §9.2): random 64-bit per (folder, device). Get
+ * returns 0 in *out for a remote device with none stored; for the local
+ * device it makes, stores and returns a random non-zero one if needed. */
 int	db_index_id_get(struct db *db, int64_t folder, int64_t device,
 	    uint64_t *out) SH_MUST_CHECK;
 int	db_index_id_set(struct db *db, int64_t folder, int64_t device,

@@ -90,9 +90,19 @@ void		 record_free(struct record *r);		/* accepts NULL */
 void		 record_clear(struct record *r);	/* frees owned fields, zeroes */
 /* Deep copy into a new record. Caller frees with record_free(). */
 struct record	*record_dup(const struct record *r);
+/*
+ * Structural check of a record from a peer or the disk (bep-brief
+ * §10.1-§10.4): valid name and vector, known type, no blocks on deleted
+ * entries, directories and symlinks, at least one block on a present valid
+ * file, blocks contiguous from offset 0 summing to size, caps respected.
+ * 0 or SH_EPROTO.
+ */
+int	record_validate(const struct record *r) SH_MUST_CHECK;
 
 /* Version vectors */
 void	record_vector_free(struct record_vector *v);	/* frees counters, zeroes */
+/* dst = deep copy of src; dst must be zeroed or valid (its old counters
+ * are freed). */
 void	record_vector_copy(struct record_vector *dst, const struct record_vector *src);
 /* Local change by `short_id` at unix time `now` (bep-brief §10.6 Update). */
 void	record_vector_update(struct record_vector *v, uint64_t short_id,
@@ -115,7 +125,8 @@ const char *record_order_name(enum record_order o);
 /* Block size for a file of `size` bytes given the previous block size
  * (0 if none), with the hysteresis rule (bep-brief §10.8). */
 int32_t	record_block_size(int64_t size, int32_t prev_block_size);
-/* SHA-256 over hash[32] || weak_hash BE for each block (1.x, §10.9). */
+/* SHA-256 over hash[32] || weak_hash BE for each block (1.x, §10.9).
+ * Callers use it only for records that have blocks. */
 void	record_blocks_hash(const struct record_block *blocks, size_t count,
 	    uint8_t out[RECORD_HASH_LEN]);
 
@@ -128,7 +139,8 @@ void	record_blocks_hash(const struct record_block *blocks, size_t count,
  */
 int	record_name_validate(const char *name, size_t len) SH_MUST_CHECK;
 /* True for .stfolder, .stignore, .stversions (and below) at the root, and
- * for temporary names (.syncthing.*.tmp, .shoal.*.tmp) at any level. */
+ * for temporary names (.syncthing.*.tmp, .shoal.*.tmp, ~syncthing~*) as
+ * any component at any level. */
 bool	record_name_internal(const char *name);
 
 #endif /* SHOAL_RECORD_H */
