@@ -59,6 +59,10 @@ FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILDDIR)/fuzz/%)
 FUZZ_TIME ?= 20
 
+# Keep the generated protobuf-c files: make would otherwise delete them as
+# intermediates, and fuzz targets compiled after a sub-make need the header.
+.SECONDARY: $(GEN_C) $(GEN_H)
+
 .PHONY: all test check unit integration check-asan check-headers fuzz \
 	fuzz-build bench analyze lint install uninstall clean interop
 

@@ -296,7 +296,7 @@ cmd_init(struct cli *c, int argc, char **argv)
 	bool			 default_folder = true, discovery = true;
 	int			 ch, rc = CLI_EXIT_FAIL, r;
 
-	optind = 1;
+	optind = 0;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'n': name = optarg; break;
@@ -474,7 +474,7 @@ cmd_device_add(struct cli *c, int argc, char **argv)
 	bool			 introducer = false;
 	int			 ch, r, lock = -1, rc = CLI_EXIT_FAIL;
 
-	optind = 1;
+	optind = 0;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'n': name = optarg; break;
@@ -624,7 +624,7 @@ cmd_folder_add(struct cli *c, int argc, char **argv)
 	bool			 watch = true;
 	int			 ch, r, lock = -1, rc = CLI_EXIT_FAIL;
 
-	optind = 1;
+	optind = 0;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (ch) {
 		case 't':
@@ -1263,7 +1263,8 @@ dispatch(struct cli *c, const char *group, const struct cli_cmd *table,
 	char			 full[64];
 
 	if (argc < 2) {
-		print_group_usage(stderr, group, table);
+		fprintf(stderr, "shoal %s: missing command (see 'shoal %s "
+		    "--help')\n", group, group);
 		return CLI_EXIT_USAGE;
 	}
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -1340,7 +1341,7 @@ cli_main(int argc, char **argv)
 	}
 	opterr = 1;
 	if (optind >= argc) {
-		print_group_usage(stderr, NULL, top_cmds);
+		fprintf(stderr, "shoal: missing command (see 'shoal --help')\n");
 		return CLI_EXIT_USAGE;
 	}
 	cmd = cli_find(top_cmds, argv[optind]);

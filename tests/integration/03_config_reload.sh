@@ -14,12 +14,12 @@ wait_until 2 jqs a '.peers | length == 1 and .[0].name == "bee"' || fail "device
 
 # A hand edit that breaks the file: the daemon logs FILE:LINE and keeps
 # running with the folder it had.
-printf '[options]\nbogus_key = 1\n' >>"$T/a/config"
+printf 'bogus_key = 1\n' >>"$T/a/config"
 wait_until 5 grep -Eq 'config:[0-9]+: .*bogus_key' "$T/a.log" || fail "no FILE:LINE error logged"
 jqs a '.folders | map(.id) == ["g"]' || fail "last good config not kept"
 
 # Remove the broken lines by hand (not through the CLI, whose load fails).
-head -n -2 "$T/a/config" >"$T/cfg" && cat "$T/cfg" >"$T/a/config"
+head -n -1 "$T/a/config" >"$T/cfg" && cat "$T/cfg" >"$T/a/config"
 sh_node a folder remove g || fail "folder remove after fix"
 wait_until 2 jqs a '.folders | length == 0' || fail "folder removal not applied within 2 s"
 

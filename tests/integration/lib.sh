@@ -13,10 +13,11 @@ SCENARIO=$(basename "$0" .sh)
 log() { printf '[%s] %s\n' "$SCENARIO" "$*"; }
 
 dump_logs() {
-	for n in $NODES; do
-		if [ -f "$T/$n.log" ]; then
-			echo "----- log of node $n ($T/$n.log) -----"
-			tail -n 60 "$T/$n.log"
+	local _n
+	for _n in $NODES; do
+		if [ -f "$T/$_n.log" ]; then
+			echo "----- log of node $_n ($T/$_n.log) -----"
+			tail -n 60 "$T/$_n.log"
 		fi
 	done
 }
@@ -31,17 +32,18 @@ fail() {
 }
 
 stop_all() {
-	for n in $NODES; do
-		pidf="$T/$n.pid"
-		if [ -f "$pidf" ]; then
-			kill "$(cat "$pidf")" 2>/dev/null
+	local _n _pidf
+	for _n in $NODES; do
+		_pidf="$T/$_n.pid"
+		if [ -f "$_pidf" ]; then
+			kill "$(cat "$_pidf")" 2>/dev/null
 		fi
 	done
-	for n in $NODES; do
-		pidf="$T/$n.pid"
-		if [ -f "$pidf" ]; then
-			wait "$(cat "$pidf")" 2>/dev/null
-			rm -f "$pidf"
+	for _n in $NODES; do
+		_pidf="$T/$_n.pid"
+		if [ -f "$_pidf" ]; then
+			wait "$(cat "$_pidf")" 2>/dev/null
+			rm -f "$_pidf"
 		fi
 	done
 }
@@ -62,54 +64,53 @@ trap on_exit EXIT
 
 # sh NODE ARGS... : run the CLI against NODE's home.
 sh_node() {
-	n=$1
+	local _n=$1
 	shift
-	"$SHOAL" --home "$T/$n" "$@"
+	"$SHOAL" --home "$T/$_n" "$@"
 }
 
 # init_node NAME [init args]: create a home; prints nothing.
 init_node() {
-	n=$1
+	local _n=$1
 	shift
-	case " $NODES " in *" $n "*) ;; *) NODES="$NODES $n" ;; esac
-	HOME="$T/$n-user" "$SHOAL" --home "$T/$n" init --name "$n" \
+	case " $NODES " in *" $_n "*) ;; *) NODES="$NODES $_n" ;; esac
+	HOME="$T/$_n-user" "$SHOAL" --home "$T/$_n" init --name "$_n" \
 	    --listen tcp://127.0.0.1:0 --api 127.0.0.1:0 --no-default-folder \
-	    "$@" >"$T/$n.id" || fail "init of $n failed"
+	    "$@" >"$T/$_n.id" || fail "init of $_n failed"
 }
 
 node_id() { cat "$T/$1.id"; }
 
 # start_node NAME: run `serve` in the background and wait for its API.
 start_node() {
-	n=$1
-	"$SHOAL" --home "$T/$n" --log-level "${SHOAL_TEST_LOG_LEVEL:-info}" \
-	    serve >>"$T/$n.log" 2>&1 &
-	echo $! >"$T/$n.pid"
-	wait_until 20 sh_node "$n" status --json || fail "node $n did not start"
+	local _n=$1
+	"$SHOAL" --home "$T/$_n" --log-level "${SHOAL_TEST_LOG_LEVEL:-info}" \
+	    serve >>"$T/$_n.log" 2>&1 &
+	echo $! >"$T/$_n.pid"
+	wait_until 20 sh_node "$_n" status --json || fail "node $_n did not start"
 }
 
 # stop_node NAME: SIGTERM and wait; fails if the exit status is not 0.
 stop_node() {
-	n=$1
-	pid=$(cat "$T/$n.pid")
-	kill -TERM "$pid"
-	wait "$pid"
-	st=$?
-	rm -f "$T/$n.pid"
-	[ "$st" -eq 0 ] || fail "node $n exited with status $st"
+	local _n=$1 _pid _st
+	_pid=$(cat "$T/$_n.pid")
+	kill -TERM "$_pid"
+	wait "$_pid"
+	_st=$?
+	rm -f "$T/$_n.pid"
+	[ "$_st" -eq 0 ] || fail "node $_n exited with status $_st"
 }
 
 # wait_until SECONDS CMD...: poll CMD until it succeeds; 1 on timeout.
 wait_until() {
-	limit=$(( $1 * MULT * 10 ))
+	local _limit=$(( $1 * MULT * 10 )) _i=0
 	shift
-	i=0
-	while [ "$i" -lt "$limit" ]; do
+	while [ "$_i" -lt "$_limit" ]; do
 		if "$@" >/dev/null 2>&1; then
 			return 0
 		fi
 		sleep 0.1
-		i=$((i + 1))
+		_i=$((_i + 1))
 	done
 	return 1
 }
@@ -119,8 +120,9 @@ status() { sh_node "$1" status --json; }
 
 # jqs NODE FILTER: true if FILTER (jq -e) holds on NODE's status.
 jqs() {
-	out=$(status "$1") || return 1
-	printf '%s' "$out" | jq -e "$2" >/dev/null
+	local _out
+	_out=$(status "$1") || return 1
+	printf '%s' "$_out" | jq -e "$2" >/dev/null
 }
 
 # folder_field NODE FOLDER FIELD: print one field of a folder's status.
