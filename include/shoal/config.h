@@ -23,6 +23,15 @@
 #define CONFIG_DEFAULT_LISTEN	"tcp://0.0.0.0:22000"
 #define CONFIG_DEFAULT_API	"127.0.0.1:8385"
 #define CONFIG_DEFAULT_RESCAN_S	3600
+/* Longest line accepted, in bytes. */
+#define CONFIG_MAX_LINE		(64 * 1024)
+/* Longest value (after unquoting), so that any value, quoted and escaped,
+ * still fits on one line when the config is written back. */
+#define CONFIG_MAX_VALUE	(CONFIG_MAX_LINE / 2 - 64)
+/* Largest rescan interval (one year), in seconds. */
+#define CONFIG_MAX_RESCAN_S	31536000u
+/* Most addresses per device accepted by config_device_add(). */
+#define CONFIG_MAX_ADDRESSES	64
 
 enum config_folder_type {
 	CONFIG_FOLDER_SENDRECEIVE = 0,
@@ -83,9 +92,15 @@ int	config_parse(const char *text, size_t len, const char *file,
  * (err then says "FILE: reason"). */
 int	config_load(const char *path, struct config **out, char *err,
 	    size_t err_size) SH_MUST_CHECK;
-/* Serialise to text. Caller frees. */
+/*
+ * Serialise to text that config_parse() reads back to an equal config.
+ * Caller frees. NULL (reason logged) if a string field cannot be written:
+ * it holds a control character other than tab, or is longer than
+ * CONFIG_MAX_VALUE. Check strings set directly with config_text_valid().
+ */
 char	*config_format(const struct config *c);
-/* Write atomically with mode 0600. 0 or -errno. */
+/* Write atomically with mode 0600. 0, -errno, or SH_ECONFIG when
+ * config_format() refuses. */
 int	config_save(const struct config *c, const char *path) SH_MUST_CHECK;
 
 /* Operations (all return 0, SH_EEXIST, SH_ENOTFOUND or SH_ECONFIG with a
@@ -123,5 +138,8 @@ int	config_address_validate(const char *s, bool allow_dynamic) SH_MUST_CHECK;
 int	config_api_validate(const char *s) SH_MUST_CHECK;
 /* Validate a folder ID. */
 bool	config_folder_id_valid(const char *id);
+/* True if `s` can be stored as a name, label or path: no control
+ * characters other than tab, at most CONFIG_MAX_VALUE bytes. */
+bool	config_text_valid(const char *s);
 
 #endif /* SHOAL_CONFIG_H */

@@ -16,6 +16,10 @@
 #define IGNORE_MAX_FILE_SIZE	(1024 * 1024)
 #define IGNORE_MAX_PATTERNS	10000
 #define IGNORE_MAX_INCLUDE_DEPTH 16
+/* Most distinct files one .stignore may pull in through #include. */
+#define IGNORE_MAX_INCLUDES	256
+/* Longest pattern line accepted, in bytes (after trimming). */
+#define IGNORE_MAX_PATTERN_LEN	4096
 #define IGNORE_ERR_SIZE		512
 
 enum ignore_result {
@@ -47,13 +51,18 @@ int	ignore_parse(const char *text, size_t len, const char *file,
 
 /* Queries */
 /* Match a folder-relative, '/'-separated path. Internal names (.stfolder,
- * .stignore, .stversions, temporaries) always give IGNORE_YES. */
+ * .stignore, .stversions at the root and below them; .syncthing.*.tmp and
+ * .shoal.*.tmp anywhere) always give IGNORE_YES. `ig` may be NULL. Time is
+ * linear in the path length for each pattern. */
 enum ignore_result ignore_match(const struct ignore *ig, const char *path);
 /* True if some negated pattern could match below `dir`, so an ignored
- * directory must still be walked. */
+ * directory must still be walked. False when an earlier pattern matches
+ * everything below `dir` (first match decides), or with no negations. */
 bool	ignore_must_descend(const struct ignore *ig, const char *dir);
 size_t	ignore_pattern_count(const struct ignore *ig);
-/* A 32-byte digest of the effective patterns, to notice changes. */
+/* A 32-byte digest of the effective patterns, to notice changes: SHA-256
+ * over each pattern line (trimmed, duplicates and comments dropped,
+ * included files in place) followed by '\n'. */
 void	ignore_digest(const struct ignore *ig, unsigned char out[32]);
 
 #endif /* SHOAL_IGNORE_H */
