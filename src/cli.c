@@ -316,7 +316,7 @@ cmd_init(struct cli *c, int argc, char **argv)
 		return usage_error("init", "bad --api \"%s\" (want 127.0.0.1:PORT)",
 		    api);
 	if (name != NULL && (name[0] == '\0' || strlen(name) > 255 ||
-	    strpbrk(name, "\n\r") != NULL))
+	    !config_text_valid(name)))
 		return usage_error("init", "bad --name \"%s\"", name);
 	if (home_initialised(c))
 		return fail("home \"%s\" already holds an identity; refusing to "
@@ -724,6 +724,11 @@ cmd_folder_share(struct cli *c, int argc, char **argv)
 	if (load_config(c, &cfg) != 0)
 		goto out;
 	r = config_folder_share(cfg, argv[1], &id, err, sizeof(err));
+	if (r == SH_EEXIST) {
+		/* Already shared: the desired state holds, nothing to write. */
+		rc = CLI_EXIT_OK;
+		goto out;
+	}
 	if (r != 0) {
 		fail("%s", err);
 		goto out;

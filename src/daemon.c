@@ -30,11 +30,14 @@
 
 #include "shoal/api.h"
 #include "shoal/config.h"
+#include "shoal/conn.h"
 #include "shoal/daemon.h"
 #include "shoal/db.h"
 #include "shoal/folder.h"
 #include "shoal/identity.h"
 #include "shoal/log.h"
+#include "shoal/net.h"
+#include "shoal/tls.h"
 #include "shoal/util.h"
 
 #define DAEMON_CONFIG_POLL_MS	1000
@@ -49,6 +52,9 @@ struct daemon {
 	struct db		*db;		/* owned */
 	struct api		*api;		/* owned; closed async */
 	char			*api_key;	/* owned; wiped on free */
+	struct tls_config	*tls;		/* owned; freed after the loop */
+	struct conn_env		 env;		/* env.cfg follows cfg */
+	struct net		*net;		/* owned; closed async */
 	uv_signal_t		 sigint;
 	uv_signal_t		 sigterm;
 	uv_fs_poll_t		 cfg_poll;
@@ -92,6 +98,17 @@ find_folder(struct daemon *d, const char *id, size_t *index)
 	return NULL;
 }
 
+/* A scan committed a local change: peers get it in their next batch. */
+static void
+on_folder_change(struct folder *f, const struct record *r, void *arg)
+{
+	struct daemon *d = arg;
+
+	(void)r;
+	if (d->net != NULL)
+		net_index_kick(d->net, folder_idx(f));
+}
+
 static void
 start_folder(struct daemon *d, const struct config_folder *cf)
 {
@@ -99,7 +116,8 @@ start_folder(struct daemon *d, const struct config_folder *cf)
 	int		 rc;
 
 	rc = folder_open(&d->loop, d->db, cf,
-	    identity_short_id(identity_device_id(d->ident)), NULL, NULL, &f);
+	    identity_short_id(identity_device_id(d->ident)), on_folder_change, d,
+	    &f);
 	if (rc != 0) {
 		LOG_ERROR("daemon", "folder \"%s\": cannot start: %s", cf->id,
 		    sh_strerror(rc));
@@ -156,11 +174,18 @@ reload_config(struct daemon *d, char *err, size_t err_size)
 	    strcmp(cfg->listen, d->cfg->listen) != 0)
 		LOG_WARN("config", "listen/api address changes take effect after "
 		    "a restart");
-	/* Folders hold pointers into the old config only while being
-	 * reconfigured; folder_reconfigure copies what it keeps. */
-	config_free(d->cfg);
-	d->cfg = cfg;
-	apply_folders(d);
+	/* Everything that borrows the config moves to the new one before the
+	 * old one is freed; folder_reconfigure copies what it keeps. */
+	{
+		struct config *old = d->cfg;
+
+		d->cfg = cfg;
+		d->env.cfg = cfg;
+		if (d->net != NULL)
+			net_reconfigure(d->net, cfg);
+		apply_folders(d);
+		config_free(old);
+	}
 	LOG_INFO("config", "reloaded \"%s\" (%zu devices, %zu folders)",
 	    d->config_path, cfg->device_count, cfg->folder_count);
 	return 0;
@@ -188,17 +213,47 @@ cfg_poll_cb(uv_fs_poll_t *h, int status, const uv_stat_t *prev,
 
 /* ---- control API handlers ---- */
 
+/* Connected peers sharing the folder, with their completion; clears
+ * *all_sent when one of them has not been sent our whole index yet. */
+static json_t *
+folder_peers_json(struct daemon *d, const struct config_folder *cf,
+    int64_t fidx, bool *all_sent)
+{
+	json_t	*arr = json_array();
+	size_t	 i;
+
+	for (i = 0; i < cf->share_count; i++) {
+		struct conn *c = d->net != NULL ?
+		    net_find(d->net, &cf->shares[i]) : NULL;
+		char idstr[IDENTITY_ID_STR_SIZE];
+		int64_t didx;
+		double pct = 0.0;
+
+		if (c == NULL || !conn_folder_shared(c, cf->id))
+			continue;
+		if (!conn_folder_index_sent(c, fidx))
+			*all_sent = false;
+		if (db_device_idx(d->db, &cf->shares[i], &didx) != 0 ||
+		    db_completion(d->db, fidx, didx, &pct) != 0)
+			pct = 0.0;
+		identity_id_format(&cf->shares[i], idstr);
+		json_array_append_new(arr, json_pack("{s:s, s:f}", "device_id",
+		    idstr, "completion", pct));
+	}
+	return arr;
+}
+
 static json_t *
 folder_json(struct daemon *d, struct folder *f)
 {
 	const struct config_folder	*cf = folder_config(f);
 	struct folder_status		 st;
-	json_t				*o, *scan;
-	bool				 idle;
+	json_t				*o, *scan, *peers;
+	bool				 idle, all_sent = true;
 
-	(void)d;
 	folder_get_status(f, &st);
-	idle = (st.state == FOLDER_STATE_IDLE);
+	peers = folder_peers_json(d, cf, folder_idx(f), &all_sent);
+	idle = (st.state == FOLDER_STATE_IDLE) && all_sent;
 	scan = json_pack("{s:b, s:I, s:I, s:I, s:I, s:I}",
 	    "running", st.scan_running,
 	    "entries_seen", (json_int_t)st.scan.entries_seen,
@@ -207,7 +262,7 @@ folder_json(struct daemon *d, struct folder *f)
 	    "bytes_to_hash", (json_int_t)st.scan.bytes_to_hash,
 	    "completed", (json_int_t)st.scans_completed);
 	o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I, "
-	    "s:I, s:b, s:[], s:o, s:b, s:b, s:I}",
+	    "s:I, s:b, s:o, s:o, s:b, s:b, s:I}",
 	    "id", cf->id, "path", cf->path,
 	    "type", config_folder_type_name(cf->type),
 	    "state", folder_state_name(st.state),
@@ -220,7 +275,7 @@ folder_json(struct daemon *d, struct folder *f)
 	    "need_files", (json_int_t)0,
 	    "need_bytes", (json_int_t)0,
 	    "in_sync", idle,
-	    "peers",
+	    "peers", peers,
 	    "scan", scan,
 	    "watching", st.watching,
 	    "watch_degraded", st.watch_degraded,
@@ -245,22 +300,13 @@ h_status(const struct api_request *req, json_t **resp, void *arg)
 		if (f != NULL)
 			json_array_append_new(folders, folder_json(d, f));
 	}
-	peers = json_array();
-	for (i = 0; i < d->cfg->device_count; i++) {
-		const struct config_device *dev = &d->cfg->devices[i];
-		char pid[IDENTITY_ID_STR_SIZE];
-
-		identity_id_format(&dev->id, pid);
-		json_array_append_new(peers, json_pack("{s:s, s:s, s:b, s:n, "
-		    "s:n, s:I, s:I}", "device_id", pid, "name", dev->name,
-		    "connected", 0, "address", "client", "in_bytes",
-		    (json_int_t)0, "out_bytes", (json_int_t)0));
-	}
-	o = json_pack("{s:s, s:s, s:s, s:[s], s:s, s:I, s:o, s:o}",
+	peers = net_peers_json(d->net);
+	o = json_pack("{s:s, s:s, s:s, s:[s], s:s, s:I, s:o, s:o, s:o}",
 	    "device_id", idstr, "name", d->cfg->name, "version", SHOAL_VERSION,
-	    "listen", d->cfg->listen, "api", api_bound_addr(d->api),
+	    "listen", net_listen_addr(d->net), "api", api_bound_addr(d->api),
 	    "uptime_s", (json_int_t)((util_now_ms() - d->start_ms) / 1000),
-	    "folders", folders, "peers", peers);
+	    "folders", folders, "peers", peers,
+	    "pending_devices", net_pending_json(d->net));
 	*resp = o;
 	return 200;
 }
@@ -327,6 +373,10 @@ stop(struct daemon *d, const char *why)
 	for (i = 0; i < d->folder_count; i++)
 		folder_close(d->folders[i]);
 	d->folder_count = 0;
+	if (d->net != NULL) {
+		net_close(d->net);
+		d->net = NULL;
+	}
 	if (d->api != NULL) {
 		api_close(d->api);
 		d->api = NULL;
@@ -434,6 +484,24 @@ daemon_run(const char *home)
 	api_route(d.api, "GET", "/rest/status", h_status, &d);
 	api_route(d.api, "POST", "/rest/scan", h_scan, &d);
 	api_route(d.api, "POST", "/rest/config/reload", h_reload, &d);
+
+	rc = tls_config_new(d.ident, &d.tls);
+	if (rc != 0) {
+		LOG_ERROR("daemon", "cannot set up TLS: %s", sh_strerror(rc));
+		goto out;
+	}
+	d.env.loop = &d.loop;
+	d.env.db = d.db;
+	d.env.cfg = d.cfg;
+	d.env.tls = d.tls;
+	d.env.self = *identity_device_id(d.ident);
+	d.env.short_id = identity_short_id(&d.env.self);
+	rc = net_open(&d.env, NULL, &d, &d.net);
+	if (rc != 0) {
+		LOG_ERROR("daemon", "cannot listen for peers on %s: %s",
+		    d.cfg->listen, sh_strerror(rc));
+		goto out;
+	}
 	rc = write_addr_file(&d);
 	if (rc != 0)
 		goto out;
@@ -461,8 +529,9 @@ daemon_run(const char *home)
 	}
 
 	identity_id_format(identity_device_id(d.ident), idstr);
-	LOG_INFO("daemon", "shoal %s started; device %s; control API on %s",
-	    SHOAL_VERSION, idstr, api_bound_addr(d.api));
+	LOG_INFO("daemon", "shoal %s started; device %s; listening on %s; "
+	    "control API on %s", SHOAL_VERSION, idstr, net_listen_addr(d.net),
+	    api_bound_addr(d.api));
 	for (i = 0; i < d.cfg->folder_count; i++)
 		start_folder(&d, &d.cfg->folders[i]);
 
@@ -477,6 +546,8 @@ out:
 			for (i = 0; i < d.folder_count; i++)
 				folder_close(d.folders[i]);
 			d.folder_count = 0;
+			if (d.net != NULL)
+				net_close(d.net);
 			if (d.api != NULL)
 				api_close(d.api);
 		}
@@ -489,6 +560,7 @@ out:
 	if (lock >= 0)
 		unlink(d.addr_path);
 	free(d.folders);
+	tls_config_free(d.tls);
 	db_close(d.db);
 	if (d.api_key != NULL) {
 		sodium_memzero(d.api_key, strlen(d.api_key));

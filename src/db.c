@@ -153,6 +153,7 @@ enum db_stmt {
 	ST_ENTRIES_UNDER,
 	ST_SINCE,
 	ST_COUNTS,
+	ST_COMPLETION,
 	ST_INDEX_ID_GET,
 	ST_INDEX_ID_SET,
 	ST_FILES_DROP,
@@ -241,6 +242,16 @@ static const char *const stmt_sql[ST_COUNT] = {
 	    "type IN (0, 4) THEN size ELSE 0 END), 0), "
 	    "coalesce(sum(deleted != 0), 0) "
 	    "FROM files WHERE folder = ?1 AND device = ?2",
+	/* Our present items, and how many of them the device has at the
+	 * same version (equal vectors encode to equal blobs). */
+	[ST_COMPLETION] = "SELECT count(*), coalesce(sum(l.size), 0), "
+	    "coalesce(sum(r.version = l.version), 0), "
+	    "coalesce(sum(CASE WHEN r.version = l.version THEN l.size "
+	    "ELSE 0 END), 0) "
+	    "FROM files l LEFT JOIN files r ON r.folder = l.folder AND "
+	    "r.device = ?2 AND r.name = l.name "
+	    "WHERE l.folder = ?1 AND l.device = 0 AND l.deleted = 0 AND "
+	    "l.invalid = 0",
 	[ST_INDEX_ID_GET] = "SELECT index_id FROM index_ids "
 	    "WHERE folder = ?1 AND device = ?2",
 	[ST_INDEX_ID_SET] = "INSERT INTO index_ids "
@@ -1624,6 +1635,44 @@ db_counts(struct db *db, int64_t folder, int64_t device, struct db_counts *out)
 	out->directories = (uint64_t)sqlite3_column_int64(s, 1);
 	out->bytes = (uint64_t)sqlite3_column_int64(s, 2);
 	out->deleted = (uint64_t)sqlite3_column_int64(s, 3);
+out:
+	stmt_done(s, false);
+	return rc;
+}
+
+int
+db_completion(struct db *db, int64_t folder, int64_t device, double *out)
+{
+	sqlite3_stmt	*s = NULL;
+	int64_t		 items, bytes, have_items, have_bytes;
+	int		 rc;
+
+	*out = 100.0;
+	rc = stmt_get(db, ST_COMPLETION, &s);
+	if (rc != 0)
+		goto out;
+	if (sqlite3_bind_int64(s, 1, folder) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 2, device) != SQLITE_OK) {
+		rc = dberr(db, "bind");
+		goto out;
+	}
+	if (sqlite3_step(s) != SQLITE_ROW) {
+		rc = dberr(db, "completion");
+		goto out;
+	}
+	items = sqlite3_column_int64(s, 0);
+	bytes = sqlite3_column_int64(s, 1);
+	have_items = sqlite3_column_int64(s, 2);
+	have_bytes = sqlite3_column_int64(s, 3);
+	/* By bytes when there are any, else by items (empty files and
+	 * directories still have to arrive). */
+	if (bytes > 0)
+		*out = 100.0 * (double)have_bytes / (double)bytes;
+	else if (items > 0)
+		*out = 100.0 * (double)have_items / (double)items;
+	if (have_items < items && *out > 99.99)
+		*out = 99.99;
+	rc = 0;
 out:
 	stmt_done(s, false);
 	return rc;

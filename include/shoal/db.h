@@ -120,6 +120,13 @@ int	db_records_since(struct db *db, int64_t folder, int64_t device,
 	    SH_MUST_CHECK;
 int	db_counts(struct db *db, int64_t folder, int64_t device,
 	    struct db_counts *out) SH_MUST_CHECK;
+/*
+ * How much of our present (not deleted, valid) items `device` has at the
+ * same version, in percent: by bytes, or by items when all are empty.
+ * 100 when we have nothing. 0 or SH_EDB.
+ */
+int	db_completion(struct db *db, int64_t folder, int64_t device,
+	    double *out) SH_MUST_CHECK;
 /* Find a local block by hash: 0 with name (caller frees) and offset, or
  * SH_ENOTFOUND. */
 int	db_block_find(struct db *db, int64_t folder,

@@ -58,7 +58,8 @@ on_exit() {
 		exit "$rc"
 	fi
 	stop_all
-	rm -rf "$T"
+	# SHOAL_KEEP=1 keeps the directory of a passing scenario too.
+	[ -n "${SHOAL_KEEP:-}" ] && echo "[$SCENARIO] kept $T" || rm -rf "$T"
 }
 trap on_exit EXIT
 
@@ -152,3 +153,51 @@ compare_trees() {
 	(cd "$2" && find . -path ./.stfolder -prune -o -printf '%p %m %y\n' | sort) >"$T/.tb"
 	cmp -s "$T/.ta" "$T/.tb"
 }
+
+# listen_addr NODE: the BEP address the running node actually bound.
+listen_addr() { status "$1" | jq -r '.listen[0]'; }
+
+# connect_pair A B [FOLDER]: add each node to the other (static address)
+# and share FOLDER both ways; both nodes must be running.
+connect_pair() {
+	local _a=$1 _b=$2 _f=${3:-}
+	sh_node "$_a" device add "$(node_id "$_b")" --name "$_b" \
+	    --address "$(listen_addr "$_b")" || fail "device add $_b on $_a"
+	sh_node "$_b" device add "$(node_id "$_a")" --name "$_a" \
+	    --address "$(listen_addr "$_a")" || fail "device add $_a on $_b"
+	if [ -n "$_f" ]; then
+		sh_node "$_a" folder share "$_f" "$(node_id "$_b")" || fail "share on $_a"
+		sh_node "$_b" folder share "$_f" "$(node_id "$_a")" || fail "share on $_b"
+	fi
+}
+
+# connected A B: A shows B as connected.
+connected() {
+	jqs "$1" ".peers[] | select(.device_id == \"$(node_id "$2")\") | .connected"
+}
+
+# disconnected A B: A shows B as configured but not connected.
+disconnected() {
+	jqs "$1" ".peers[] | select(.device_id == \"$(node_id "$2")\") | .connected == false"
+}
+
+# peer_field A B FIELD: one field of B's entry in A's peers.
+peer_field() {
+	status "$1" | jq -r ".peers[] | select(.device_id == \"$(node_id "$2")\") | .$3"
+}
+
+# id_hex NODE: the node's raw device ID (SHA-256 of its certificate) in hex.
+id_hex() {
+	openssl x509 -in "$T/$1/cert.pem" -outform der | sha256sum | cut -c1-64 |
+	    tr a-f A-F
+}
+
+# remote_count A B FOLDER: present records A stored from B for FOLDER.
+remote_count() {
+	db_query "$1" "SELECT count(*) FROM files f
+	    JOIN folders o ON o.idx = f.folder JOIN devices d ON d.idx = f.device
+	    WHERE o.id = '$3' AND f.deleted = 0 AND hex(d.device_id) = '$(id_hex "$2")'"
+}
+
+# remote_is A B FOLDER N: A holds exactly N present records from B.
+remote_is() { [ "$(remote_count "$1" "$2" "$3")" = "$4" ]; }
