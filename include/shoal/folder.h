@@ -57,7 +57,11 @@ typedef void (*folder_change_cb)(struct folder *f, const struct record *r,
 int	folder_open(uv_loop_t *loop, struct db *db, const struct config_folder *cfg,
 	    uint64_t short_id, folder_change_cb cb, void *arg,
 	    struct folder **out) SH_MUST_CHECK;
-/* Stop everything; memory is released asynchronously. */
+/*
+ * Stop everything; memory is released asynchronously. A running scan is
+ * cancelled and commits what it has already hashed, so the db must stay
+ * open until the loop has run the close to the end (no handles left).
+ */
 void	folder_close(struct folder *f);
 /* Apply a changed config for the same folder ID (path, rescan, watch...). */
 void	folder_reconfigure(struct folder *f, const struct config_folder *cfg);

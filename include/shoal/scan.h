@@ -51,8 +51,11 @@ struct scan_params {
 };
 
 /*
- * Start scanning `paths` (folder-relative; NULL or count 0 = whole folder).
- * Borrowed params must outlive the scan. 0 (done_cb will run) or -errno.
+ * Start scanning `paths` (folder-relative; NULL or count 0 = whole folder;
+ * "" in the list also means the whole folder). Borrowed params must outlive
+ * the scan. Returns 0 (done_cb will run), SH_EFOLDER when the root or its
+ * .stfolder marker is missing (nothing recorded, done_cb will not run), or
+ * -errno. Loop thread only.
  */
 int	scan_start(const struct scan_params *p, const char *const *paths,
 	    size_t path_count, struct scan **out) SH_MUST_CHECK;
@@ -60,5 +63,23 @@ int	scan_start(const struct scan_params *p, const char *const *paths,
 void	scan_cancel(struct scan *s);
 void	scan_get_progress(const struct scan *s, struct scan_progress *out);
 /* Freed by the scanner after done_cb returns; do not touch it after. */
+
+/*
+ * Check that `root` is a directory holding the .stfolder marker. Returns 0,
+ * or SH_EFOLDER with a one-line reason naming the folder in `msg` (e.g.
+ * `folder "x": path "/p" is missing`). Blocking (one or two stat calls).
+ */
+int	scan_root_check(const char *folder_id, const char *root, char *msg,
+	    size_t msg_size) SH_MUST_CHECK;
+
+/*
+ * Blocking one-shot full scan for the CLI (`shoal scan --once`) and the
+ * benchmark: creates its own uv loop, runs a full scan of `root` to
+ * completion and returns its status (0, SH_EFOLDER, SH_EDB, -errno). `out`,
+ * if not NULL, receives the final progress counters. `ig` may be NULL.
+ */
+int	scan_run_once(struct db *db, int64_t folder_idx, const char *folder_id,
+	    const char *root, uint64_t short_id, const struct ignore *ig,
+	    struct scan_progress *out) SH_MUST_CHECK;
 
 #endif /* SHOAL_SCAN_H */

@@ -38,6 +38,12 @@ void	watch_close(struct watch *w);
 void	watch_set_ignore(struct watch *w, const struct ignore *ig);
 /* True once a watch could not be added (e.g. ENOSPC from inotify). */
 bool	watch_degraded(const struct watch *w);
+/*
+ * Name the folder (`label`, copied) and its fallback rescan interval for the
+ * one WARN line logged when watches run out. Call right after watch_open.
+ */
+void	watch_set_context(struct watch *w, const char *label,
+	    uint32_t fallback_s);
 size_t	watch_count(const struct watch *w);
 
 #endif /* SHOAL_WATCH_H */

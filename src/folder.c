@@ -1,0 +1,627 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A folder at run time (design.md §1, §6): it ties the scanner, the watcher,
+ * the .stignore patterns and the periodic rescan timer to one configured
+ * folder, and keeps the state that `shoal status` shows.
+ *
+ * State machine (f->state):
+ *
+ *                  folder_open
+ *                       |
+ *                       v      root or marker missing, bad .stignore,
+ *      +---------> [ERROR] <---------------------------+ scan failed
+ *      |              |  ready() succeeds               |
+ *      |              |  (retry timer, scan request)    |
+ *      |              v                                 |
+ *      |     +--> [SCANNING] ---------------------------+
+ *      |     |        |  scan_done_cb(0 or -ECANCELED)
+ *      |     |        v
+ *      |     +---- [IDLE] <-----> [SYNCING]  (puller; not driven here yet)
+ *      |  request     |
+ *      +--------------+  rescan timer finds the marker gone
+ *
+ * Transitions:
+ *
+ *   from       to         when                                  function
+ *   (open)     ERROR      root/marker missing, .stignore bad    enter_error
+ *   (open)     SCANNING   root ok: the initial full scan        start_scan
+ *   ERROR      SCANNING   retry timer or request, root ok again  kick
+ *   IDLE       SCANNING   watcher batch, timer, request         start_scan
+ *   SCANNING   IDLE       scan finished (0 or cancelled)        scan_done
+ *   SCANNING   ERROR      scan failed (SH_EFOLDER, SH_EDB ...)   scan_done
+ *   IDLE       ERROR      marker missing at the next scan       start_scan
+ *
+ * Scan requests that arrive while a scan runs are merged (a set of paths;
+ * a full-scan request supersedes paths) and run as one scan when the
+ * current one ends. The .stignore patterns are only swapped between scans,
+ * because a running scan borrows them.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "shoal/db.h"
+#include "shoal/folder.h"
+#include "shoal/ignore.h"
+#include "shoal/log.h"
+#include "shoal/scan.h"
+#include "shoal/util.h"
+#include "shoal/watch.h"
+
+#define FOLDER_RETRY_S		60	/* error retry, degraded-watch cap */
+#define FOLDER_WATCH_DELAY_MS	1000
+#define FOLDER_MAX_PATHS	10000
+#define FOLDER_MSG_SIZE		512
+
+struct folder {
+	uv_loop_t		*loop;
+	struct db		*db;		/* borrowed */
+	struct config_folder	 cfg;		/* owned deep copy */
+	int64_t			 idx;
+	uint64_t		 short_id;
+	folder_change_cb	 cb;
+	void			*arg;
+
+	enum folder_state	 state;
+	char			*error;		/* owned; NULL if none */
+	bool			 ready;		/* root checked, ignores loaded */
+
+	struct ignore		*ignore;	/* owned */
+	bool			 ignore_reload;
+	struct watch		*watch;
+
+	struct scan		*scan;		/* running scan or NULL */
+	char			*scan_root;	/* owned; borrowed by scan */
+	struct scan_progress	 last_progress;
+	bool			 want_full;
+	char			**paths;	/* merged pending requests */
+	size_t			 path_count;
+	size_t			 path_cap;
+	bool			 reopen;	/* path changed during a scan */
+
+	uv_timer_t		 timer;
+	uint64_t		 timer_ms;	/* current period, 0 = off */
+
+	struct db_counts	 counts;	/* cached; refreshed per scan */
+	int64_t			 local_sequence;
+	uint64_t		 scans_completed;
+
+	bool			 closing;
+	bool			 timer_closed;
+};
+
+static void	kick(struct folder *);
+static void	update_timer(struct folder *);
+
+const char *
+folder_state_name(enum folder_state s)
+{
+	switch (s) {
+	case FOLDER_STATE_IDLE:
+		return "idle";
+	case FOLDER_STATE_SCANNING:
+		return "scanning";
+	case FOLDER_STATE_SYNCING:
+		return "syncing";
+	case FOLDER_STATE_ERROR:
+		return "error";
+	}
+	return "unknown";
+}
+
+static void
+cfg_free(struct config_folder *c)
+{
+	free(c->id);
+	free(c->label);
+	free(c->path);
+	free(c->shares);
+	memset(c, 0, sizeof(*c));
+}
+
+static void
+cfg_copy(struct config_folder *dst, const struct config_folder *src)
+{
+	*dst = *src;
+	dst->id = xstrdup(src->id != NULL ? src->id : "");
+	dst->label = xstrdup(src->label != NULL ? src->label : "");
+	dst->path = xstrdup(src->path != NULL ? src->path : "");
+	dst->shares = NULL;
+	if (src->share_count > 0) {
+		dst->shares = xreallocarray(NULL, src->share_count,
+		    sizeof(*dst->shares));
+		memcpy(dst->shares, src->shares,
+		    src->share_count * sizeof(*dst->shares));
+	}
+}
+
+static void
+clear_paths(struct folder *f)
+{
+	while (f->path_count > 0)
+		free(f->paths[--f->path_count]);
+}
+
+static void
+enter_error(struct folder *f, const char *msg)
+{
+	/* Log a message once, not on every retry. */
+	if (f->error == NULL || strcmp(f->error, msg) != 0)
+		LOG_WARN("folder", "%s", msg);
+	free(f->error);
+	f->error = xstrdup(msg);
+	f->state = FOLDER_STATE_ERROR;
+	f->ready = false;
+	update_timer(f);
+}
+
+static void
+refresh_counts(struct folder *f)
+{
+	struct db_counts	c;
+	int64_t			seq;
+
+	if (db_counts(f->db, f->idx, DB_LOCAL_DEVICE, &c) == 0)
+		f->counts = c;
+	if (db_max_sequence(f->db, f->idx, DB_LOCAL_DEVICE, &seq) == 0)
+		f->local_sequence = seq;
+}
+
+static void
+watch_batch(struct watch *w, const char *const *paths, size_t count,
+    void *arg)
+{
+	struct folder	*f = arg;
+	size_t		 i;
+
+	(void)w;
+	for (i = 0; i < count; i++) {
+		if (strcmp(paths[i], IGNORE_FILE) == 0) {
+			/* New patterns change what every path means. */
+			f->ignore_reload = true;
+			folder_request_scan(f, NULL);
+		} else {
+			folder_request_scan(f, paths[i]);
+		}
+	}
+}
+
+static uint32_t
+fallback_s(const struct folder *f)
+{
+	if (f->cfg.rescan_s == 0 || f->cfg.rescan_s > FOLDER_RETRY_S)
+		return FOLDER_RETRY_S;
+	return f->cfg.rescan_s;
+}
+
+static void
+open_watch(struct folder *f)
+{
+	int	rc;
+
+	if (f->watch != NULL || !f->cfg.watch)
+		return;
+	rc = watch_open(f->loop, f->cfg.path, f->ignore,
+	    FOLDER_WATCH_DELAY_MS, watch_batch, f, &f->watch);
+	if (rc != 0) {
+		LOG_WARN("folder", "folder \"%s\": cannot watch \"%s\": %s; "
+		    "using periodic scans every %u s", f->cfg.id, f->cfg.path,
+		    sh_strerror(rc), fallback_s(f));
+		f->watch = NULL;
+		return;
+	}
+	watch_set_context(f->watch, f->cfg.id, fallback_s(f));
+}
+
+static void
+close_watch(struct folder *f)
+{
+	watch_close(f->watch);
+	f->watch = NULL;
+}
+
+/* (Re)load .stignore; only between scans. 0 or SH_EPARSE/-errno. */
+static int
+load_ignore(struct folder *f)
+{
+	struct ignore	*ig = NULL;
+	char		 err[IGNORE_ERR_SIZE];
+	char		*msg;
+	unsigned char	 a[32], b[32];
+	int		 rc;
+
+	f->ignore_reload = false;
+	err[0] = '\0';
+	rc = ignore_load(f->cfg.path, &ig, err, sizeof(err));
+	if (rc != 0) {
+		msg = xasprintf("folder \"%s\": bad %s: %s", f->cfg.id,
+		    IGNORE_FILE, err[0] != '\0' ? err : sh_strerror(rc));
+		enter_error(f, msg);
+		free(msg);
+		return rc;
+	}
+	if (f->ignore != NULL) {
+		ignore_digest(f->ignore, a);
+		ignore_digest(ig, b);
+		if (memcmp(a, b, sizeof(a)) == 0) {
+			ignore_free(ig);
+			return 0;
+		}
+		LOG_INFO("folder", "folder \"%s\": %s changed (%zu patterns)",
+		    f->cfg.id, IGNORE_FILE, ignore_pattern_count(ig));
+		f->want_full = true;
+	}
+	if (f->watch != NULL)
+		watch_set_ignore(f->watch, ig);
+	ignore_free(f->ignore);
+	f->ignore = ig;
+	return 0;
+}
+
+/* Check root and marker, load patterns, start the watcher. */
+static bool
+make_ready(struct folder *f)
+{
+	char	msg[FOLDER_MSG_SIZE];
+
+	if (f->ready)
+		return true;
+	if (scan_root_check(f->cfg.id, f->cfg.path, msg, sizeof(msg)) != 0) {
+		/* A vanished root must not keep watches on a stale tree. */
+		close_watch(f);
+		enter_error(f, msg);
+		return false;
+	}
+	if (load_ignore(f) != 0)
+		return false;
+	open_watch(f);
+	if (f->state == FOLDER_STATE_ERROR)
+		LOG_INFO("folder", "folder \"%s\": \"%s\" is back", f->cfg.id,
+		    f->cfg.path);
+	free(f->error);
+	f->error = NULL;
+	f->ready = true;
+	f->want_full = true;	/* whatever happened meanwhile */
+	f->state = FOLDER_STATE_IDLE;
+	update_timer(f);
+	return true;
+}
+
+static void
+scan_change(const struct record *r, void *arg)
+{
+	struct folder	*f = arg;
+
+	if (f->cb != NULL)
+		f->cb(f, r, f->arg);
+}
+
+static void	reopen(struct folder *);
+
+static void
+scan_done(struct scan *s, int status, void *arg)
+{
+	struct folder	*f = arg;
+	char		*msg;
+
+	scan_get_progress(s, &f->last_progress);
+	f->scan = NULL;
+	free(f->scan_root);
+	f->scan_root = NULL;
+	if (f->closing) {
+		if (f->timer_closed) {
+			cfg_free(&f->cfg);
+			free(f->error);
+			ignore_free(f->ignore);
+			clear_paths(f);
+			free(f->paths);
+			free(f);
+		}
+		return;
+	}
+	refresh_counts(f);
+	if (status == 0 || status == -ECANCELED) {
+		if (status == 0)
+			f->scans_completed++;
+		if (f->state == FOLDER_STATE_SCANNING)
+			f->state = FOLDER_STATE_IDLE;
+	} else if (status == SH_EFOLDER) {
+		char	m[FOLDER_MSG_SIZE];
+
+		close_watch(f);
+		if (scan_root_check(f->cfg.id, f->cfg.path, m, sizeof(m)) == 0)
+			snprintf(m, sizeof(m), "folder \"%s\": root or marker "
+			    "vanished during a scan", f->cfg.id);
+		enter_error(f, m);
+	} else {
+		msg = xasprintf("folder \"%s\": scan failed: %s", f->cfg.id,
+		    sh_strerror(status));
+		enter_error(f, msg);
+		free(msg);
+	}
+	if (f->reopen)
+		reopen(f);
+	/* The watcher may have run out of watches during its walk. */
+	update_timer(f);
+	kick(f);
+}
+
+static void
+start_scan(struct folder *f)
+{
+	struct scan_params	 p;
+	char			 msg[FOLDER_MSG_SIZE];
+	bool			 full = f->want_full;
+	int			 rc;
+
+	if (f->ignore_reload && load_ignore(f) != 0)
+		return;
+	full = f->want_full;
+	memset(&p, 0, sizeof(p));
+	p.loop = f->loop;
+	p.db = f->db;
+	p.folder_idx = f->idx;
+	p.folder_id = f->cfg.id;
+	f->scan_root = xstrdup(f->cfg.path);
+	p.root = f->scan_root;
+	p.short_id = f->short_id;
+	p.ignore = f->ignore;
+	p.change_cb = scan_change;
+	p.done_cb = scan_done;
+	p.arg = f;
+	rc = scan_start(&p, full ? NULL : (const char *const *)f->paths,
+	    full ? 0 : f->path_count, &f->scan);
+	f->want_full = false;
+	clear_paths(f);
+	if (rc != 0) {
+		free(f->scan_root);
+		f->scan_root = NULL;
+		f->scan = NULL;
+		if (rc == SH_EFOLDER) {
+			close_watch(f);
+			if (scan_root_check(f->cfg.id, f->cfg.path, msg,
+			    sizeof(msg)) == 0)
+				snprintf(msg, sizeof(msg), "folder \"%s\": "
+				    "root check failed", f->cfg.id);
+			enter_error(f, msg);
+		} else {
+			char	*m = xasprintf("folder \"%s\": cannot start "
+			    "scan: %s", f->cfg.id, sh_strerror(rc));
+
+			enter_error(f, m);
+			free(m);
+		}
+		return;
+	}
+	f->state = FOLDER_STATE_SCANNING;
+}
+
+/* Start the merged pending scan if nothing runs and something waits. */
+static void
+kick(struct folder *f)
+{
+	if (f->closing || f->scan != NULL)
+		return;
+	if (!f->want_full && f->path_count == 0)
+		return;
+	if (!make_ready(f))
+		return;
+	start_scan(f);
+}
+
+static void
+timer_cb(uv_timer_t *t)
+{
+	struct folder	*f = t->data;
+
+	/* In ERROR this is the retry; otherwise the periodic rescan. */
+	folder_request_scan(f, NULL);
+}
+
+static void
+update_timer(struct folder *f)
+{
+	uint64_t	ms;
+
+	if (f->closing)
+		return;
+	if (f->state == FOLDER_STATE_ERROR)
+		ms = (uint64_t)fallback_s(f) * 1000;
+	else if (f->watch != NULL && watch_degraded(f->watch))
+		ms = (uint64_t)fallback_s(f) * 1000;
+	else if (f->cfg.watch && f->watch == NULL && f->ready)
+		ms = (uint64_t)fallback_s(f) * 1000;
+	else
+		ms = (uint64_t)f->cfg.rescan_s * 1000;
+	if (ms == f->timer_ms)
+		return;
+	f->timer_ms = ms;
+	if (ms == 0)
+		(void)uv_timer_stop(&f->timer);
+	else if (uv_timer_start(&f->timer, timer_cb, ms, ms) != 0)
+		f->timer_ms = 0;
+}
+
+static void
+reopen(struct folder *f)
+{
+	f->reopen = false;
+	close_watch(f);
+	ignore_free(f->ignore);
+	f->ignore = NULL;
+	f->ready = false;
+	f->want_full = true;
+	clear_paths(f);
+}
+
+int
+folder_open(uv_loop_t *loop, struct db *db, const struct config_folder *cfg,
+    uint64_t short_id, folder_change_cb cb, void *arg, struct folder **out)
+{
+	struct folder	*f = NULL;
+	int		 rc;
+
+	*out = NULL;
+	f = xcalloc(1, sizeof(*f));
+	f->loop = loop;
+	f->db = db;
+	cfg_copy(&f->cfg, cfg);
+	f->short_id = short_id;
+	f->cb = cb;
+	f->arg = arg;
+	f->state = FOLDER_STATE_IDLE;
+	rc = db_folder_idx(db, f->cfg.id, &f->idx);
+	if (rc != 0)
+		goto out;
+	rc = uv_timer_init(loop, &f->timer);
+	if (rc != 0)
+		goto out;
+	f->timer.data = f;
+	refresh_counts(f);
+	f->want_full = true;
+	/* Sets ERROR (with its retry timer) when the root is missing. */
+	kick(f);
+	update_timer(f);
+	*out = f;
+	f = NULL;
+	rc = 0;
+out:
+	if (f != NULL) {
+		cfg_free(&f->cfg);
+		free(f);
+	}
+	return rc;
+}
+
+static void
+folder_timer_closed(uv_handle_t *h)
+{
+	struct folder	*f = h->data;
+
+	f->timer_closed = true;
+	if (f->scan != NULL)
+		return;		/* scan_done frees */
+	cfg_free(&f->cfg);
+	free(f->error);
+	ignore_free(f->ignore);
+	clear_paths(f);
+	free(f->paths);
+	free(f);
+}
+
+void
+folder_close(struct folder *f)
+{
+	if (f == NULL || f->closing)
+		return;
+	f->closing = true;
+	close_watch(f);
+	if (f->scan != NULL)
+		scan_cancel(f->scan);
+	uv_close((uv_handle_t *)&f->timer, folder_timer_closed);
+}
+
+void
+folder_reconfigure(struct folder *f, const struct config_folder *cfg)
+{
+	struct config_folder	 old;
+	bool			 path_changed;
+
+	if (f->closing)
+		return;
+	path_changed = strcmp(f->cfg.path, cfg->path) != 0;
+	old = f->cfg;
+	cfg_copy(&f->cfg, cfg);
+	if (path_changed) {
+		LOG_INFO("folder", "folder \"%s\": path changed to \"%s\"",
+		    f->cfg.id, f->cfg.path);
+		if (f->scan != NULL) {
+			/* The scan borrows the ignores: swap them after. */
+			f->reopen = true;
+			close_watch(f);
+			scan_cancel(f->scan);
+		} else {
+			reopen(f);
+		}
+	} else if (!f->cfg.watch && f->watch != NULL) {
+		close_watch(f);
+	} else if (f->cfg.watch && f->watch == NULL && f->ready) {
+		open_watch(f);
+		f->want_full = true;	/* events were missed */
+	}
+	if (f->watch != NULL)
+		watch_set_context(f->watch, f->cfg.id, fallback_s(f));
+	cfg_free(&old);
+	f->timer_ms = UINT64_MAX;	/* force a restart */
+	update_timer(f);
+	kick(f);
+}
+
+void
+folder_request_scan(struct folder *f, const char *path)
+{
+	size_t	i;
+
+	if (f->closing)
+		return;
+	if (path == NULL || *path == '\0' || f->path_count >= FOLDER_MAX_PATHS) {
+		f->want_full = true;
+		clear_paths(f);
+	} else if (!f->want_full) {
+		for (i = 0; i < f->path_count; i++)
+			if (strcmp(f->paths[i], path) == 0)
+				break;
+		if (i == f->path_count) {
+			if (f->path_count == f->path_cap) {
+				f->path_cap = f->path_cap == 0 ? 16 :
+				    f->path_cap * 2;
+				f->paths = xreallocarray(f->paths, f->path_cap,
+				    sizeof(*f->paths));
+			}
+			f->paths[f->path_count++] = xstrdup(path);
+		}
+	}
+	kick(f);
+	/* The watcher may have degraded since the last look. */
+	update_timer(f);
+}
+
+const char *
+folder_id(const struct folder *f)
+{
+	return f->cfg.id;
+}
+
+int64_t
+folder_idx(const struct folder *f)
+{
+	return f->idx;
+}
+
+const struct config_folder *
+folder_config(const struct folder *f)
+{
+	return &f->cfg;
+}
+
+void
+folder_get_status(struct folder *f, struct folder_status *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->state = f->state;
+	out->error = f->error;
+	out->local_files = f->counts.files;
+	out->local_bytes = f->counts.bytes;
+	out->local_directories = f->counts.directories;
+	out->scan_running = f->scan != NULL;
+	if (f->scan != NULL)
+		scan_get_progress(f->scan, &out->scan);
+	else
+		out->scan = f->last_progress;
+	out->scans_completed = f->scans_completed;
+	out->watching = f->watch != NULL;
+	out->watch_degraded = f->watch != NULL && watch_degraded(f->watch);
+	out->local_sequence = f->local_sequence;
+}
