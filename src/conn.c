@@ -1098,17 +1098,9 @@ conn_request(struct conn *c, const char *folder, const char *name,
 			break;
 		}
 	}
-	slot->used = true;
-	slot->id = c->next_req_id++;
+	req.id = c->next_req_id++;
 	if (c->next_req_id < 0)
 		c->next_req_id = 0;
-	slot->size = size;
-	memcpy(slot->hash, hash, RECORD_HASH_LEN);
-	slot->deadline_ms = util_now_ms() + CONN_REQUEST_TIMEOUT_MS;
-	slot->cb = cb;
-	slot->arg = arg;
-	c->own_count++;
-	req.id = slot->id;
 	req.folder = (char *)folder;
 	req.name = (char *)name;
 	req.offset = offset;
@@ -1116,15 +1108,19 @@ conn_request(struct conn *c, const char *folder, const char *name,
 	req.hash.data = (uint8_t *)hash;
 	req.hash.len = RECORD_HASH_LEN;
 	req.block_no = 0;
+	/* The slot is taken only after the send worked: a failed send may
+	 * close the connection, and cb must not run when we return an error. */
 	rc = send_msg(c, PROTO_REQUEST, &req.base);
-	if (rc != 0) {
-		/* The close (if any) already failed every slot with its cb. */
-		if (slot->used) {
-			slot->used = false;
-			c->own_count--;
-		}
-		return rc == -ENOTCONN ? -ENOTCONN : rc;
-	}
+	if (rc != 0)
+		return rc;
+	slot->used = true;
+	slot->id = req.id;
+	slot->size = size;
+	memcpy(slot->hash, hash, RECORD_HASH_LEN);
+	slot->deadline_ms = util_now_ms() + CONN_REQUEST_TIMEOUT_MS;
+	slot->cb = cb;
+	slot->arg = arg;
+	c->own_count++;
 	return 0;
 }
 

@@ -34,6 +34,7 @@
 #include "shoal/daemon.h"
 #include "shoal/db.h"
 #include "shoal/folder.h"
+#include "shoal/hash.h"
 #include "shoal/identity.h"
 #include "shoal/log.h"
 #include "shoal/net.h"
@@ -41,6 +42,26 @@
 #include "shoal/util.h"
 
 #define DAEMON_CONFIG_POLL_MS	1000
+#define DAEMON_FETCH_MAX	(64 * 1024 * 1024)
+
+/*
+ * A diagnostic fetch (POST /rest/debug/fetch): request every block of a
+ * peer's file through the normal request path, which verifies each block's
+ * SHA-256, and keep the result in memory. It exercises block requests end
+ * to end before the puller uses them; tests compare the digest.
+ */
+struct daemon_fetch {
+	struct daemon		*d;
+	struct device_id	 peer;
+	char			*folder;	/* owned */
+	struct record		*rec;		/* owned: the peer's record */
+	size_t			 next;		/* next block to request */
+	size_t			 ok;
+	size_t			 failed;
+	bool			 done;
+	bool			 in_flight;
+	struct util_buf		 data;
+};
 
 struct daemon {
 	uv_loop_t		 loop;
@@ -62,6 +83,7 @@ struct daemon {
 	size_t			 folder_count;
 	uint64_t		 start_ms;
 	bool			 stopping;
+	struct daemon_fetch	*fetch;		/* owned; diagnostics, see h_fetch */
 };
 
 int
@@ -353,6 +375,145 @@ h_reload(const struct api_request *req, json_t **resp, void *arg)
 	return 200;
 }
 
+static void fetch_next(struct daemon_fetch *f);
+
+static void
+fetch_free(struct daemon_fetch *f)
+{
+	if (f == NULL)
+		return;
+	free(f->folder);
+	record_free(f->rec);
+	util_buf_free(&f->data);
+	free(f);
+}
+
+static void
+fetch_response(int status, const uint8_t *data, size_t len, void *arg)
+{
+	struct daemon_fetch *f = arg;
+
+	f->in_flight = false;
+	if (status == 0 && util_buf_append(&f->data, data, len) == 0) {
+		f->ok++;
+	} else {
+		f->failed++;
+		LOG_INFO("daemon", "fetch: block %zu of \"%s\": %s", f->next,
+		    f->rec->name, sh_strerror(status));
+	}
+	f->next++;
+	if (f->d->stopping || f->d->fetch != f) {
+		/* Replaced or shutting down: nobody will look at it again. */
+		if (f->d->fetch != f)
+			fetch_free(f);
+		return;
+	}
+	fetch_next(f);
+}
+
+static void
+fetch_next(struct daemon_fetch *f)
+{
+	const struct record_block	*b;
+	struct conn			*c;
+	int				 rc;
+
+	if (f->next >= f->rec->block_count) {
+		f->done = true;
+		return;
+	}
+	c = net_find(f->d->net, &f->peer);
+	if (c == NULL) {
+		f->failed += f->rec->block_count - f->next;
+		f->done = true;
+		return;
+	}
+	b = &f->rec->blocks[f->next];
+	rc = conn_request(c, f->folder, f->rec->name, b->offset, b->size,
+	    b->hash, fetch_response, f);
+	if (rc != 0) {
+		f->failed += f->rec->block_count - f->next;
+		f->done = true;
+		return;
+	}
+	f->in_flight = true;
+}
+
+static int
+h_fetch_start(const struct api_request *req, json_t **resp, void *arg)
+{
+	struct daemon		*d = arg;
+	struct daemon_fetch	*f = NULL;
+	struct device_id	 peer;
+	char			*dev = NULL, *folder = NULL, *name = NULL;
+	int64_t			 fidx, didx;
+	int			 status = 400;
+
+	dev = api_query_param(req->query, "device");
+	folder = api_query_param(req->query, "folder");
+	name = api_query_param(req->query, "name");
+	if (dev == NULL || folder == NULL || name == NULL ||
+	    identity_id_parse(dev, &peer, NULL, 0) != 0) {
+		*resp = json_pack("{s:s}", "error", "want device, folder, name");
+		goto out;
+	}
+	f = xcalloc(1, sizeof(*f));
+	f->d = d;
+	f->peer = peer;
+	util_buf_init(&f->data, DAEMON_FETCH_MAX);
+	if (db_folder_idx(d->db, folder, &fidx) != 0 ||
+	    db_device_idx(d->db, &peer, &didx) != 0 ||
+	    db_file_get(d->db, fidx, didx, name, &f->rec) != 0) {
+		*resp = json_pack("{s:s}", "error", "no such file from that device");
+		status = 404;
+		goto out;
+	}
+	if (f->rec->size > DAEMON_FETCH_MAX) {
+		*resp = json_pack("{s:s}", "error", "file too large to fetch");
+		goto out;
+	}
+	f->folder = folder;
+	folder = NULL;
+	/* A fetch still waiting for a response frees itself when it ends. */
+	if (d->fetch != NULL && !d->fetch->in_flight)
+		fetch_free(d->fetch);
+	d->fetch = f;
+	f = NULL;
+	fetch_next(d->fetch);
+	*resp = json_pack("{s:b}", "ok", 1);
+	status = 200;
+out:
+	fetch_free(f);
+	free(dev);
+	free(folder);
+	free(name);
+	return status;
+}
+
+static int
+h_fetch_status(const struct api_request *req, json_t **resp, void *arg)
+{
+	struct daemon	*d = arg;
+	struct daemon_fetch *f = d->fetch;
+	uint8_t		 sum[RECORD_HASH_LEN];
+	char		 hex[2 * RECORD_HASH_LEN + 1] = "";
+
+	(void)req;
+	if (f == NULL) {
+		*resp = json_pack("{s:s}", "error", "no fetch started");
+		return 404;
+	}
+	if (f->done && f->failed == 0 &&
+	    hash_sha256(f->data.data != NULL ? f->data.data : "", f->data.len,
+	    sum) == 0)
+		util_hex(sum, sizeof(sum), hex);
+	*resp = json_pack("{s:b, s:I, s:I, s:I, s:s}", "done", f->done,
+	    "blocks_ok", (json_int_t)f->ok, "blocks_failed",
+	    (json_int_t)f->failed, "bytes", (json_int_t)f->data.len,
+	    "sha256", hex);
+	return 200;
+}
+
 /* ---- lifecycle ---- */
 
 static void
@@ -484,6 +645,8 @@ daemon_run(const char *home)
 	api_route(d.api, "GET", "/rest/status", h_status, &d);
 	api_route(d.api, "POST", "/rest/scan", h_scan, &d);
 	api_route(d.api, "POST", "/rest/config/reload", h_reload, &d);
+	api_route(d.api, "POST", "/rest/debug/fetch", h_fetch_start, &d);
+	api_route(d.api, "GET", "/rest/debug/fetch", h_fetch_status, &d);
 
 	rc = tls_config_new(d.ident, &d.tls);
 	if (rc != 0) {
@@ -560,6 +723,7 @@ out:
 	if (lock >= 0)
 		unlink(d.addr_path);
 	free(d.folders);
+	fetch_free(d.fetch);
 	tls_config_free(d.tls);
 	db_close(d.db);
 	if (d.api_key != NULL) {

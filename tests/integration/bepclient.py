@@ -11,6 +11,12 @@ server reacted: whether it closed the connection, and what it sent.
 Scenarios: ok, garbage, bigheader, biglen, badlz4, badname, absname,
 dotdot, outside, beforecc, hugereq.
 Exit status 0 when the server behaved as the scenario expects.
+
+  bepclient.py liar HOME PORT_FILE PEER_ID FOLDER
+
+listens on 127.0.0.1 (port written to PORT_FILE), accepts one connection
+from PEER_ID, announces a file "lie.txt" whose block hash is that of
+"xxxxx", and answers every Request with "yyyyy": a peer that lies.
 Only the standard library is used; protobuf is encoded by hand.
 """
 import hashlib
@@ -123,7 +129,102 @@ def parse_frames(data):
     return out
 
 
+def read_frames(sock, buf, want_type, timeout=10):
+    """Read frames until one of want_type arrives; return (body, rest)."""
+    end = time.time() + timeout
+    sock.settimeout(0.5)
+    while time.time() < end:
+        frames = []
+        data = buf
+        while len(data) >= 6:
+            hl = struct.unpack(">H", data[:2])[0]
+            if len(data) < 6 + hl:
+                break
+            ml = struct.unpack(">I", data[2 + hl:6 + hl])[0]
+            if len(data) < 6 + hl + ml:
+                break
+            hdr = data[2:2 + hl]
+            mtype = hdr[1] if len(hdr) >= 2 and hdr[0] == 0x08 else 0
+            frames.append((mtype, data[6 + hl:6 + hl + ml]))
+            data = data[6 + hl + ml:]
+        for t, body in frames:
+            if t == want_type:
+                return body, b""
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            continue
+        if not chunk:
+            return None, b""
+        buf += chunk
+    return None, b""
+
+
+def request_id(body):
+    """Field 1 (id) of a Request body."""
+    if body[:1] != b"\x08":
+        return 0
+    v, shift, i = 0, 0, 1
+    while True:
+        b = body[i]
+        v |= (b & 0x7F) << shift
+        i += 1
+        if not b & 0x80:
+            return v
+        shift += 7
+
+
+def liar(argv):
+    home, port_file, peer_id, folder = argv[2:6]
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(os.path.join(home, "cert.pem"), os.path.join(home, "key.pem"))
+    ctx.set_alpn_protocols(["bep/1.0"])
+    # The peer's certificate is not requested: this liar only needs to be
+    # accepted by the peer, which pins our certificate's hash.
+    ctx.verify_mode = ssl.CERT_NONE
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    with open(port_file + ".tmp", "w") as f:
+        f.write(str(lsock.getsockname()[1]))
+    os.rename(port_file + ".tmp", port_file)
+    lsock.settimeout(30)
+    raw, _ = lsock.accept()
+    sock = ctx.wrap_socket(raw, server_side=True)
+    with open(os.path.join(home, "cert.pem")) as f:
+        my_raw = hashlib.sha256(ssl.PEM_cert_to_DER_cert(f.read())).digest()
+    peer_raw = b32decode_id(peer_id)
+    sock.sendall(hello("liar"))
+    sock.settimeout(10)
+    buf = b""
+    while len(buf) < 6:
+        buf += sock.recv(65536)
+    hl = struct.unpack(">H", buf[4:6])[0]
+    while len(buf) < 6 + hl:
+        buf += sock.recv(65536)
+    buf = buf[6 + hl:]
+    sock.sendall(cluster_config(folder, my_raw, peer_raw))
+    # Wait for the peer's ClusterConfig, then announce the lying file.
+    body, buf = read_frames(sock, buf, 0)
+    if body is None:
+        return 1
+    sock.sendall(index(folder, fileinfo("lie.txt")))
+    answered = 0
+    while answered < 1:
+        body, buf = read_frames(sock, buf, 3, timeout=60)
+        if body is None:
+            break
+        resp = field(1, 0, request_id(body)) + s(2, b"yyyyy")
+        sock.sendall(frame(4, resp))
+        answered += 1
+    # Stay until the peer hangs up so it can finish its checks.
+    recv_all(sock, 5)
+    return 0 if answered else 1
+
+
 def main(argv):
+    if len(argv) > 1 and argv[1] == "liar":
+        return liar(argv)
     home, host, port, server_id, folder, scenario = argv[1:7]
     arg = argv[7] if len(argv) > 7 else None
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

@@ -201,3 +201,9 @@ remote_count() {
 
 # remote_is A B FOLDER N: A holds exactly N present records from B.
 remote_is() { [ "$(remote_count "$1" "$2" "$3")" = "$4" ]; }
+
+# api NODE METHOD PATH: call NODE's control API, print the body.
+api() {
+	curl -sf -X "$2" -H "X-API-Key: $(cat "$T/$1/apikey")" \
+	    "http://$(cat "$T/$1/api.addr")$3"
+}
