@@ -37,6 +37,7 @@
 #include "shoal/hash.h"
 #include "shoal/identity.h"
 #include "shoal/log.h"
+#include "shoal/model.h"
 #include "shoal/net.h"
 #include "shoal/tls.h"
 #include "shoal/util.h"
@@ -270,12 +271,16 @@ folder_json(struct daemon *d, struct folder *f)
 {
 	const struct config_folder	*cf = folder_config(f);
 	struct folder_status		 st;
+	struct model_counts		 mc;
 	json_t				*o, *scan, *peers;
 	bool				 idle, all_sent = true;
 
 	folder_get_status(f, &st);
 	peers = folder_peers_json(d, cf, folder_idx(f), &all_sent);
-	idle = (st.state == FOLDER_STATE_IDLE) && all_sent;
+	if (model_counts(d->db, folder_idx(f), &mc) != 0)
+		memset(&mc, 0, sizeof(mc));
+	idle = (st.state == FOLDER_STATE_IDLE) && all_sent &&
+	    mc.need_files == 0;
 	scan = json_pack("{s:b, s:I, s:I, s:I, s:I, s:I}",
 	    "running", st.scan_running,
 	    "entries_seen", (json_int_t)st.scan.entries_seen,
@@ -292,10 +297,10 @@ folder_json(struct daemon *d, struct folder *f)
 	    "local_files", (json_int_t)st.local_files,
 	    "local_bytes", (json_int_t)st.local_bytes,
 	    "local_directories", (json_int_t)st.local_directories,
-	    "global_files", (json_int_t)st.local_files,
-	    "global_bytes", (json_int_t)st.local_bytes,
-	    "need_files", (json_int_t)0,
-	    "need_bytes", (json_int_t)0,
+	    "global_files", (json_int_t)mc.global_files,
+	    "global_bytes", (json_int_t)mc.global_bytes,
+	    "need_files", (json_int_t)mc.need_files,
+	    "need_bytes", (json_int_t)mc.need_bytes,
 	    "in_sync", idle,
 	    "peers", peers,
 	    "scan", scan,

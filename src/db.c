@@ -35,6 +35,11 @@
  *     refused (the commit rolls back) until db_rollback, as sqlite's pager
  *     ERROR state refuses work. Outside a transaction each put runs in its
  *     own and is all-or-nothing.
+ * (7) globals holds, for every name any device has in a folder, the global
+ *     version's holder, its kind and size, and whether we need it (the
+ *     rules are model.c's). Every put and drop recomputes the rows of the
+ *     names it touched, in the same transaction, from those names' records
+ *     only: the view is never rebuilt by scanning a whole folder.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -46,6 +51,7 @@
 #include "shoal/db.h"
 #include "shoal/hash.h"
 #include "shoal/log.h"
+#include "shoal/model.h"
 #include "shoal/util.h"
 
 #define VECTOR_HDR_LEN		4
@@ -113,6 +119,27 @@ static const char *const migrations[] = {
 	"  max_sequence INTEGER NOT NULL,"
 	"  PRIMARY KEY (folder, device)"
 	") WITHOUT ROWID;",
+	/*
+	 * 2: the derived global view (bep-brief §10.7), one row per name of
+	 * a folder, kept up to date by every put and drop (invariant 7).
+	 * Names that only we hold start as their own global; names with
+	 * remote records are recomputed in C after this step.
+	 */
+	"CREATE INDEX files_name ON files (folder, name);"
+	"CREATE TABLE globals ("
+	"  folder INTEGER NOT NULL REFERENCES folders (idx),"
+	"  name TEXT NOT NULL,"
+	"  device INTEGER NOT NULL,"
+	"  type INTEGER NOT NULL,"
+	"  size INTEGER NOT NULL,"
+	"  deleted INTEGER NOT NULL,"
+	"  invalid INTEGER NOT NULL,"
+	"  need INTEGER NOT NULL,"
+	"  PRIMARY KEY (folder, name)"
+	") WITHOUT ROWID;"
+	"CREATE INDEX globals_need ON globals (folder, name) WHERE need != 0;"
+	"INSERT INTO globals SELECT folder, name, 0, type, size, deleted, "
+	"  (invalid != 0 OR local_flags != 0), 0 FROM files WHERE device = 0;",
 };
 
 #define SCHEMA_LATEST	((int)(sizeof(migrations) / sizeof(migrations[0])) - 1)
@@ -160,6 +187,19 @@ enum db_stmt {
 	ST_FOLDER_FILES_DROP,
 	ST_FOLDER_BLOCKS_DROP,
 	ST_FOLDER_IDS_DROP,
+	ST_GLOBAL_CANDIDATES,
+	ST_GLOBAL_PUT,
+	ST_GLOBAL_DEL,
+	ST_GLOBAL_GET,
+	ST_GLOBAL_COUNTS,
+	ST_AVAILABILITY,
+	ST_NEED_DIRS,
+	ST_NEED_FILES,
+	ST_NEED_DELETES,
+	ST_FOLDER_GLOBALS_DROP,
+	ST_DROP_NAMES_FILL,
+	ST_DROP_NAMES_GET,
+	ST_DROP_NAMES_CLEAR,
 	ST_COUNT
 };
 
@@ -262,6 +302,48 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_FOLDER_FILES_DROP] = "DELETE FROM files WHERE folder = ?1",
 	[ST_FOLDER_BLOCKS_DROP] = "DELETE FROM blocks WHERE folder = ?1",
 	[ST_FOLDER_IDS_DROP] = "DELETE FROM index_ids WHERE folder = ?1",
+	[ST_GLOBAL_CANDIDATES] = "SELECT device, version, deleted, "
+	    "invalid != 0 OR local_flags != 0, modified_s, modified_ns, type, "
+	    "size FROM files INDEXED BY files_name "
+	    "WHERE folder = ?1 AND name = ?2",
+	[ST_GLOBAL_PUT] = "INSERT INTO globals (folder, name, device, type, "
+	    "size, deleted, invalid, need) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
+	    "?8) ON CONFLICT (folder, name) DO UPDATE SET "
+	    "device = excluded.device, type = excluded.type, "
+	    "size = excluded.size, deleted = excluded.deleted, "
+	    "invalid = excluded.invalid, need = excluded.need",
+	[ST_GLOBAL_DEL] = "DELETE FROM globals WHERE folder = ?1 AND name = ?2",
+	[ST_GLOBAL_GET] = "SELECT device FROM globals "
+	    "WHERE folder = ?1 AND name = ?2",
+	[ST_GLOBAL_COUNTS] = "SELECT "
+	    "coalesce(sum(deleted = 0 AND invalid = 0 AND type IN (0, 4)), 0), "
+	    "coalesce(sum(deleted = 0 AND invalid = 0 AND type = 1), 0), "
+	    "coalesce(sum(CASE WHEN deleted = 0 AND invalid = 0 AND "
+	    "type IN (0, 4) THEN size ELSE 0 END), 0), "
+	    "coalesce(sum(need != 0), 0), "
+	    "coalesce(sum(CASE WHEN need != 0 AND deleted = 0 THEN size "
+	    "ELSE 0 END), 0), "
+	    "coalesce(sum(need != 0 AND deleted != 0), 0) "
+	    "FROM globals WHERE folder = ?1",
+	[ST_AVAILABILITY] = "SELECT device FROM files WHERE folder = ?1 AND "
+	    "name = ?2 AND device != 0 AND invalid = 0 AND local_flags = 0 "
+	    "AND version = ?3 ORDER BY device",
+	/* Parents sort before their children by name; deletions go the
+	 * other way so a directory is emptied before it is removed. */
+	[ST_NEED_DIRS] = "SELECT name, type, deleted, size, device FROM "
+	    "globals WHERE folder = ?1 AND need != 0 AND deleted = 0 AND "
+	    "type = 1 ORDER BY name",
+	[ST_NEED_FILES] = "SELECT name, type, deleted, size, device FROM "
+	    "globals WHERE folder = ?1 AND need != 0 AND deleted = 0 AND "
+	    "type != 1 ORDER BY name",
+	[ST_NEED_DELETES] = "SELECT name, type, deleted, size, device FROM "
+	    "globals WHERE folder = ?1 AND need != 0 AND deleted != 0 "
+	    "ORDER BY name DESC",
+	[ST_FOLDER_GLOBALS_DROP] = "DELETE FROM globals WHERE folder = ?1",
+	[ST_DROP_NAMES_FILL] = "INSERT INTO temp.drop_names SELECT name FROM "
+	    "files WHERE folder = ?1 AND device = ?2",
+	[ST_DROP_NAMES_GET] = "SELECT name FROM temp.drop_names",
+	[ST_DROP_NAMES_CLEAR] = "DELETE FROM temp.drop_names",
 };
 
 struct db {
@@ -637,6 +719,45 @@ op_end(struct db *db, bool own, int rc)
 
 /* Migrations */
 
+static int	global_update(struct db *db, int64_t folder, const char *name);
+static int	globals_recompute_listed(struct db *db, int64_t folder);
+static int	exec_sql(struct db *db, const char *sql);
+
+/* Recompute the global rows of every name some peer has (after the
+ * migration to schema 2, which seeded them from local rows). */
+static int
+globals_rebuild_remote(struct db *db)
+{
+	sqlite3_stmt	*s = NULL;
+	char		*name;
+	int64_t		 folder;
+	int		 rc = 0, e = SQLITE_DONE;
+
+	if (exec_sql(db, "CREATE TEMP TABLE IF NOT EXISTS drop_names "
+	    "(name TEXT NOT NULL)") != 0 || exec_sql(db, "BEGIN IMMEDIATE") != 0)
+		return SH_EDB;
+	if (sqlite3_prepare_v2(db->h, "SELECT DISTINCT folder, name FROM files "
+	    "WHERE device != 0", -1, &s, NULL) != SQLITE_OK) {
+		rc = dberr(db, "prepare");
+		goto out;
+	}
+	while (rc == 0 && (e = sqlite3_step(s)) == SQLITE_ROW) {
+		folder = sqlite3_column_int64(s, 0);
+		name = xstrdup((const char *)sqlite3_column_text(s, 1));
+		rc = global_update(db, folder, name);
+		free(name);
+	}
+	if (rc == 0 && e != SQLITE_DONE)
+		rc = dberr(db, "rebuild globals");
+out:
+	sqlite3_finalize(s);
+	if (rc == 0)
+		rc = exec_sql(db, "COMMIT");
+	else
+		(void)exec_sql(db, "ROLLBACK");
+	return rc;
+}
+
 static int
 pragma_int(struct db *db, const char *sql, int *out)
 {
@@ -677,7 +798,7 @@ static int
 migrate(struct db *db)
 {
 	char	*sql = NULL;
-	int	 rc, v;
+	int	 rc, v, from;
 
 	rc = pragma_int(db, "PRAGMA user_version", &v);
 	if (rc != 0)
@@ -691,6 +812,7 @@ migrate(struct db *db)
 		rc = SH_ECORRUPT;
 		goto out;
 	}
+	from = v;
 	while (v < SCHEMA_LATEST) {
 		v++;
 		sql = xasprintf("BEGIN IMMEDIATE; %s; "
@@ -706,7 +828,7 @@ migrate(struct db *db)
 			goto out;
 		}
 		/* Creating a new index is routine; upgrading one is news. */
-		if (v == 1)
+		if (from == 0)
 			LOG_DEBUG("db", "%s: created schema version %d",
 			    db->path, v);
 		else
@@ -714,6 +836,13 @@ migrate(struct db *db)
 			    db->path, v);
 	}
 	db->version = v;
+	/* Schema 2 seeded globals from local rows only; names that peers
+	 * had need the full rule. */
+	if (from >= 1 && from < 2) {
+		rc = globals_rebuild_remote(db);
+		if (rc != 0)
+			goto out;
+	}
 	rc = 0;
 out:
 	return rc;
@@ -782,6 +911,12 @@ db_open(const char *path, struct db **out)
 	rc = migrate(db);
 	if (rc != 0)
 		goto out;
+	/* Names touched by a bulk drop, recomputed afterwards (7). */
+	if (exec_sql(db, "CREATE TEMP TABLE IF NOT EXISTS drop_names "
+	    "(name TEXT NOT NULL)") != 0) {
+		rc = SH_EDB;
+		goto out;
+	}
 	*out = db;
 	db = NULL;
 	rc = 0;
@@ -972,7 +1107,8 @@ int
 db_folder_drop(struct db *db, int64_t folder)
 {
 	static const enum db_stmt	 drops[] = {
-		ST_FOLDER_FILES_DROP, ST_FOLDER_BLOCKS_DROP, ST_FOLDER_IDS_DROP
+		ST_FOLDER_FILES_DROP, ST_FOLDER_BLOCKS_DROP, ST_FOLDER_IDS_DROP,
+		ST_FOLDER_GLOBALS_DROP
 	};
 	sqlite3_stmt			*s = NULL;
 	size_t				 i;
@@ -1016,6 +1152,19 @@ db_files_drop(struct db *db, int64_t folder, int64_t device)
 	rc = op_begin(db, &own);
 	if (rc != 0)
 		return rc;
+	rc = stmt_get(db, ST_DROP_NAMES_FILL, &s);
+	if (rc != 0)
+		goto out;
+	if (sqlite3_bind_int64(s, 1, folder) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 2, device) != SQLITE_OK) {
+		rc = dberr(db, "bind");
+		goto out;
+	}
+	rc = stmt_run(db, s, "drop names");
+	if (rc != 0)
+		goto out;
+	stmt_done(s, false);
+	s = NULL;
 	rc = stmt_get(db, ST_FILES_DROP, &s);
 	if (rc != 0)
 		goto out;
@@ -1042,6 +1191,11 @@ db_files_drop(struct db *db, int64_t folder, int64_t device)
 		if (rc != 0)
 			goto out;
 	}
+	stmt_done(s, false);
+	s = NULL;
+	rc = globals_recompute_listed(db, folder);
+	if (rc != 0)
+		goto out;
 	rc = gc_all(db);
 out:
 	stmt_done(s, false);
@@ -1328,6 +1482,135 @@ out:
 }
 
 /*
+ * Recompute the global row of one name from its records (invariant 7).
+ * Only the fields the rules look at are read; blocks are not.
+ */
+static int
+global_update(struct db *db, int64_t folder, const char *name)
+{
+	struct record	 cand[2], *best = &cand[0], *cur = &cand[1], *tmp;
+	struct record	 local;
+	sqlite3_stmt	*s = NULL;
+	int64_t		 best_dev = -1;
+	bool		 have_local = false;
+	int		 rc, e;
+
+	memset(cand, 0, sizeof(cand));
+	memset(&local, 0, sizeof(local));
+	rc = stmt_get(db, ST_GLOBAL_CANDIDATES, &s);
+	if (rc != 0)
+		goto out;
+	if (sqlite3_bind_int64(s, 1, folder) != SQLITE_OK ||
+	    sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC) != SQLITE_OK) {
+		rc = dberr(db, "bind");
+		goto out;
+	}
+	while ((e = sqlite3_step(s)) == SQLITE_ROW) {
+		int64_t dev = sqlite3_column_int64(s, 0);
+
+		record_clear(cur);
+		if (vector_decode(sqlite3_column_blob(s, 1),
+		    (size_t)sqlite3_column_bytes(s, 1), &cur->version) != 0) {
+			rc = SH_ECORRUPT;
+			goto out;
+		}
+		cur->deleted = sqlite3_column_int(s, 2) != 0;
+		cur->invalid = sqlite3_column_int(s, 3) != 0;
+		cur->modified_s = sqlite3_column_int64(s, 4);
+		cur->modified_ns = sqlite3_column_int(s, 5);
+		cur->type = (enum record_type)sqlite3_column_int(s, 6);
+		cur->size = sqlite3_column_int64(s, 7);
+		if (dev == DB_LOCAL_DEVICE) {
+			have_local = true;
+			local.deleted = cur->deleted;
+			local.invalid = cur->invalid;
+			record_vector_copy(&local.version, &cur->version);
+		}
+		if (best_dev < 0 || model_better(cur, best)) {
+			tmp = best;
+			best = cur;
+			cur = tmp;
+			best_dev = dev;
+		}
+	}
+	if (e != SQLITE_DONE) {
+		rc = dberr(db, "global candidates");
+		goto out;
+	}
+	stmt_done(s, false);
+	s = NULL;
+	/* On equal versions we count as the holder: nothing to fetch. */
+	if (have_local && best_dev > 0 && !local.invalid &&
+	    record_vector_compare(&local.version, &best->version) ==
+	    RECORD_EQUAL)
+		best_dev = DB_LOCAL_DEVICE;
+	if (best_dev < 0) {
+		rc = stmt_get(db, ST_GLOBAL_DEL, &s);
+		if (rc != 0)
+			goto out;
+		if (sqlite3_bind_int64(s, 1, folder) != SQLITE_OK ||
+		    sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC) !=
+		    SQLITE_OK) {
+			rc = dberr(db, "bind");
+			goto out;
+		}
+		rc = stmt_run(db, s, "global delete");
+		goto out;
+	}
+	rc = stmt_get(db, ST_GLOBAL_PUT, &s);
+	if (rc != 0)
+		goto out;
+	if (sqlite3_bind_int64(s, 1, folder) != SQLITE_OK ||
+	    sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 3, best_dev) != SQLITE_OK ||
+	    sqlite3_bind_int(s, 4, (int)best->type) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 5, best->size) != SQLITE_OK ||
+	    sqlite3_bind_int(s, 6, best->deleted) != SQLITE_OK ||
+	    sqlite3_bind_int(s, 7, best->invalid) != SQLITE_OK ||
+	    sqlite3_bind_int(s, 8, model_needs(have_local ? &local : NULL,
+	    best)) != SQLITE_OK) {
+		rc = dberr(db, "bind");
+		goto out;
+	}
+	rc = stmt_run(db, s, "global put");
+out:
+	stmt_done(s, false);
+	record_clear(&cand[0]);
+	record_clear(&cand[1]);
+	record_clear(&local);
+	return rc;
+}
+
+/*
+ * Recompute the global rows of every name listed in temp.drop_names, then
+ * empty it. Used after bulk drops and by the migration to schema 2.
+ */
+static int
+globals_recompute_listed(struct db *db, int64_t folder)
+{
+	sqlite3_stmt	*s = NULL;
+	char		*name;
+	int		 rc, e = SQLITE_DONE;
+
+	/* A private statement: global_update reuses the cached ones. */
+	if (sqlite3_prepare_v2(db->h, "SELECT DISTINCT name FROM "
+	    "temp.drop_names", -1, &s, NULL) != SQLITE_OK)
+		return dberr(db, "prepare");
+	rc = 0;
+	while (rc == 0 && (e = sqlite3_step(s)) == SQLITE_ROW) {
+		name = xstrdup((const char *)sqlite3_column_text(s, 0));
+		rc = global_update(db, folder, name);
+		free(name);
+	}
+	if (rc == 0 && e != SQLITE_DONE)
+		rc = dberr(db, "drop names");
+	sqlite3_finalize(s);
+	if (rc == 0)
+		rc = exec_simple(db, ST_DROP_NAMES_CLEAR, "drop names clear");
+	return rc;
+}
+
+/*
  * Store `r` for (folder, device). For the local device a new sequence is
  * taken (returned in *seq_out); for a remote one r->sequence is kept.
  */
@@ -1409,6 +1692,9 @@ put_record(struct db *db, int64_t folder, int64_t device,
 	}
 	stmt_done(s, false);
 	s = NULL;
+	rc = global_update(db, folder, r->name);
+	if (rc != 0)
+		goto out;
 
 	if (packed != NULL) {
 		rc = stmt_get(db, ST_BLOCKLIST_ADD, &s);
@@ -1795,4 +2081,139 @@ db_index_id_set(struct db *db, int64_t folder, int64_t device,
 out:
 	stmt_done(s, false);
 	return op_end(db, own, rc);
+}
+
+/* Global view (invariant 7) */
+
+int
+db_global_device(struct db *db, int64_t folder, const char *name,
+    int64_t *device)
+{
+	sqlite3_stmt	*s = NULL;
+	int		 rc, e;
+
+	rc = stmt_get(db, ST_GLOBAL_GET, &s);
+	if (rc != 0)
+		goto out;
+	if (sqlite3_bind_int64(s, 1, folder) != SQLITE_OK ||
+	    sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC) != SQLITE_OK) {
+		rc = dberr(db, "bind");
+		goto out;
+	}
+	e = sqlite3_step(s);
+	if (e == SQLITE_DONE) {
+		rc = SH_ENOTFOUND;
+		goto out;
+	}
+	if (e != SQLITE_ROW) {
+		rc = dberr(db, "global get");
+		goto out;
+	}
+	*device = sqlite3_column_int64(s, 0);
+	rc = 0;
+out:
+	stmt_done(s, false);
+	return rc;
+}
+
+int
+db_availability(struct db *db, int64_t folder, const char *name,
+    const struct record_vector *v, int64_t *devices, size_t max,
+    size_t *count)
+{
+	sqlite3_stmt	*s = NULL;
+	uint8_t		*vec = NULL;
+	size_t		 vec_len;
+	int		 rc, e;
+
+	*count = 0;
+	vec = vector_encode(v, &vec_len);
+	rc = stmt_get(db, ST_AVAILABILITY, &s);
+	if (rc != 0)
+		goto out;
+	if (sqlite3_bind_int64(s, 1, folder) != SQLITE_OK ||
+	    sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_blob(s, 3, vec, (int)vec_len, SQLITE_STATIC) !=
+	    SQLITE_OK) {
+		rc = dberr(db, "bind");
+		goto out;
+	}
+	while ((e = sqlite3_step(s)) == SQLITE_ROW && *count < max)
+		devices[(*count)++] = sqlite3_column_int64(s, 0);
+	if (e != SQLITE_ROW && e != SQLITE_DONE) {
+		rc = dberr(db, "availability");
+		goto out;
+	}
+	rc = 0;
+out:
+	stmt_done(s, false);
+	free(vec);
+	return rc;
+}
+
+int
+db_need_foreach(struct db *db, int64_t folder, db_need_cb cb, void *arg)
+{
+	static const enum db_stmt phases[] = {
+		ST_NEED_DIRS, ST_NEED_FILES, ST_NEED_DELETES
+	};
+	struct db_need	 n;
+	sqlite3_stmt	*s = NULL;
+	size_t		 i;
+	bool		 own = false;
+	int		 rc = 0, e = SQLITE_DONE;
+
+	for (i = 0; i < sizeof(phases) / sizeof(phases[0]) && rc == 0; i++) {
+		rc = stmt_get_iter(db, phases[i], &s, &own);
+		if (rc != 0)
+			break;
+		if (sqlite3_bind_int64(s, 1, folder) != SQLITE_OK) {
+			rc = dberr(db, "bind");
+			break;
+		}
+		while (rc == 0 && (e = sqlite3_step(s)) == SQLITE_ROW) {
+			n.name = (const char *)sqlite3_column_text(s, 0);
+			n.type = (enum record_type)sqlite3_column_int(s, 1);
+			n.deleted = sqlite3_column_int(s, 2) != 0;
+			n.size = sqlite3_column_int64(s, 3);
+			n.device = sqlite3_column_int64(s, 4);
+			rc = cb(&n, arg);
+		}
+		if (rc == 0 && e != SQLITE_DONE)
+			rc = dberr(db, "need");
+		stmt_done(s, own);
+		s = NULL;
+	}
+	stmt_done(s, own);
+	return rc;
+}
+
+int
+db_global_counts(struct db *db, int64_t folder, struct db_global_counts *out)
+{
+	sqlite3_stmt	*s = NULL;
+	int		 rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = stmt_get(db, ST_GLOBAL_COUNTS, &s);
+	if (rc != 0)
+		goto out;
+	if (sqlite3_bind_int64(s, 1, folder) != SQLITE_OK) {
+		rc = dberr(db, "bind");
+		goto out;
+	}
+	if (sqlite3_step(s) != SQLITE_ROW) {
+		rc = dberr(db, "global counts");
+		goto out;
+	}
+	out->files = (uint64_t)sqlite3_column_int64(s, 0);
+	out->directories = (uint64_t)sqlite3_column_int64(s, 1);
+	out->bytes = (uint64_t)sqlite3_column_int64(s, 2);
+	out->need_items = (uint64_t)sqlite3_column_int64(s, 3);
+	out->need_bytes = (uint64_t)sqlite3_column_int64(s, 4);
+	out->need_deletes = (uint64_t)sqlite3_column_int64(s, 5);
+	rc = 0;
+out:
+	stmt_done(s, false);
+	return rc;
 }

@@ -19,7 +19,7 @@
 
 #define DB_FILE			"index.db"
 /* Schema version this build creates and migrates to (PRAGMA user_version). */
-#define DB_SCHEMA_VERSION	1
+#define DB_SCHEMA_VERSION	2
 /* Device index of this device in every per-device table. */
 #define DB_LOCAL_DEVICE		0
 
@@ -140,5 +140,39 @@ int	db_index_id_get(struct db *db, int64_t folder, int64_t device,
 	    uint64_t *out) SH_MUST_CHECK;
 int	db_index_id_set(struct db *db, int64_t folder, int64_t device,
 	    uint64_t index_id) SH_MUST_CHECK;
+
+/* Global view (bep-brief §10.7), kept per name by every put and drop; the
+ * rules are model.c's. Used through model.h. */
+struct db_need {
+	const char	*name;		/* borrowed for the callback */
+	enum record_type type;
+	bool		 deleted;
+	int64_t		 size;
+	int64_t		 device;	/* holder of the global version */
+};
+typedef int (*db_need_cb)(const struct db_need *n, void *arg);
+
+struct db_global_counts {
+	uint64_t	files;		/* present valid files + symlinks */
+	uint64_t	directories;
+	uint64_t	bytes;
+	uint64_t	need_items;	/* names we need, deletions included */
+	uint64_t	need_bytes;
+	uint64_t	need_deletes;
+};
+
+/* Device holding the global version of a name: 0, SH_ENOTFOUND, SH_EDB. */
+int	db_global_device(struct db *db, int64_t folder, const char *name,
+	    int64_t *device) SH_MUST_CHECK;
+/* Remote devices with a valid record of exactly version v. */
+int	db_availability(struct db *db, int64_t folder, const char *name,
+	    const struct record_vector *v, int64_t *devices, size_t max,
+	    size_t *count) SH_MUST_CHECK;
+/* Needed names: directories by name, files and symlinks by name, then
+ * deletions by name descending. The callback may not write. */
+int	db_need_foreach(struct db *db, int64_t folder, db_need_cb cb,
+	    void *arg) SH_MUST_CHECK;
+int	db_global_counts(struct db *db, int64_t folder,
+	    struct db_global_counts *out) SH_MUST_CHECK;
 
 #endif /* SHOAL_DB_H */

@@ -25,7 +25,9 @@ peer_field a b address | grep -q '^127\.0\.0\.1:' || fail "address: $(peer_field
 [ "$(peer_field a b out_bytes)" -gt 0 ] || fail "out_bytes not counted"
 jqs a '.folders[0].peers | length == 1' || fail "folder peers: $(status a)"
 jqs a '.folders[0].peers[0].completion | type == "number"' || fail "completion missing"
-wait_until 10 jqs a '.folders[0].in_sync' || fail "a not in sync: $(status a)"
+# The global view counts both sides' files; a needs b's file (until it pulls).
+wait_until 10 jqs a '.folders[0] | .global_files == 4 and .need_files == 1 and .need_bytes == 6' ||
+    fail "global view: $(status a)"
 
 sent_before=$(peer_field a b index_records_sent)
 expect_eq "full index sent" "$sent_before" 3

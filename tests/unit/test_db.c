@@ -223,7 +223,7 @@ test_db_newer_version_refused(void **state)
 	assert_int_equal(sql_int(f, "SELECT count(*) FROM folders"), 1);
 	/* Restore so teardown (and later opens) work. */
 	assert_int_equal(sqlite3_open(f->path, &h), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(h, "PRAGMA user_version = 1", NULL,
+	assert_int_equal(sqlite3_exec(h, "PRAGMA user_version = 2", NULL,
 	    NULL, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_close(h), SQLITE_OK);
 	assert_int_equal(db_open(f->path, &f->db), 0);
