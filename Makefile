@@ -103,10 +103,11 @@ unit: $(UNIT_BINS)
 integration: $(BUILDDIR)/shoal
 	$(Q)SHOAL=$(abspath $(BUILDDIR)/shoal) tests/integration/run.sh
 
-test: unit integration
+test: unit integration interop
 check: test
 
 # The sanitizer flavour builds into its own directory and runs everything.
+# Interop scenarios skip (exit 77) when syncthing is not installed.
 check-asan:
 	$(Q)$(MAKE) --no-print-directory BUILDDIR=build/asan \
 		CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
