@@ -116,7 +116,7 @@ check-asan:
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		SHOAL_TEST_TIMEOUT_MULT=3 test
 
-interop: $(BUILDDIR)/shoal
+interop: $(BUILDDIR)/shoal $(BUILDDIR)/tests/test_tls
 	$(Q)SHOAL=$(abspath $(BUILDDIR)/shoal) tests/interop/run.sh
 
 check-headers:

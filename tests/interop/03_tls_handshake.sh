@@ -8,11 +8,11 @@
 # Hello magic 2e a7 d9 0b arrives. Exits 77 (skip) if syncthing or python3
 # is missing.
 #
-#   tests/interop/tls_handshake.sh [BUILDDIR]     (default: build)
+#   tests/interop/03_tls_handshake.sh [BUILDDIR]  (default: the dir of $SHOAL)
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
-builddir=${1:-${SHOAL_BUILDDIR:-build}}
+builddir=${1:-${SHOAL_BUILDDIR:-$(dirname "${SHOAL:-build/shoal}")}}
 test_bin=$builddir/tests/test_tls
 
 for c in syncthing python3; do
