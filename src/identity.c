@@ -37,6 +37,7 @@
 #include "shoal/identity.h"
 #include "shoal/log.h"
 #include "shoal/util.h"
+#include "tls_int.h"
 
 #define COMP			"identity"
 
@@ -213,11 +214,7 @@ crt_set_serial(mbedtls_x509write_cert *crt, struct rng *r)
 {
 	unsigned char	serial[8];
 	int		ret;
-#if MBEDTLS_VERSION_NUMBER < 0x03040000
-	mbedtls_mpi	mpi;
 
-	mbedtls_mpi_init(&mpi);
-#endif
 	ret = mbedtls_ctr_drbg_random(&r->drbg, serial, sizeof(serial));
 	if (ret != 0)
 		goto out;
@@ -229,18 +226,8 @@ crt_set_serial(mbedtls_x509write_cert *crt, struct rng *r)
 	serial[0] &= 0x7f;
 	if (sodium_is_zero(serial, sizeof(serial)))
 		serial[sizeof(serial) - 1] = 1;
-#if MBEDTLS_VERSION_NUMBER >= 0x03040000
-	ret = mbedtls_x509write_crt_set_serial_raw(crt, serial, sizeof(serial));
-#else
-	ret = mbedtls_mpi_read_binary(&mpi, serial, sizeof(serial));
-	if (ret != 0)
-		goto out;
-	ret = mbedtls_x509write_crt_set_serial(crt, &mpi);
-#endif
+	ret = tls_compat_crt_set_serial(crt, serial, sizeof(serial));
 out:
-#if MBEDTLS_VERSION_NUMBER < 0x03040000
-	mbedtls_mpi_free(&mpi);
-#endif
 	if (ret != 0)
 		log_mbedtls("setting the certificate serial", NULL, ret);
 	return ret == 0 ? 0 : SH_ETLS;
@@ -485,26 +472,16 @@ static int
 parse_key(mbedtls_pk_context *key, const unsigned char *pem, size_t len,
     struct rng *r)
 {
-#if MBEDTLS_VERSION_NUMBER >= 0x03000000
-	return mbedtls_pk_parse_key(key, pem, len, NULL, 0,
-	    mbedtls_ctr_drbg_random, &r->drbg);
-#else
-	(void)r;
-	return mbedtls_pk_parse_key(key, pem, len, NULL, 0);
-#endif
+	return tls_compat_pk_parse_key(key, pem, len, mbedtls_ctr_drbg_random,
+	    &r->drbg);
 }
 
 static int
 check_pair(const mbedtls_pk_context *pub, const mbedtls_pk_context *prv,
     struct rng *r)
 {
-#if MBEDTLS_VERSION_NUMBER >= 0x03000000
-	return mbedtls_pk_check_pair(pub, prv, mbedtls_ctr_drbg_random,
+	return tls_compat_pk_check_pair(pub, prv, mbedtls_ctr_drbg_random,
 	    &r->drbg);
-#else
-	(void)r;
-	return mbedtls_pk_check_pair(pub, prv);
-#endif
 }
 
 int
@@ -647,11 +624,7 @@ identity_id_from_der(const uint8_t *der, size_t len, struct device_id *out)
 {
 	int	ret;
 
-#if MBEDTLS_VERSION_NUMBER >= 0x03000000
-	ret = mbedtls_sha256(der, len, out->raw, 0);
-#else
-	ret = mbedtls_sha256_ret(der, len, out->raw, 0);
-#endif
+	ret = tls_compat_sha256(der, len, out->raw);
 	if (ret != 0) {
 		/* The zero ID matches no peer, so a failure cannot admit one. */
 		log_mbedtls("SHA-256 of a certificate", NULL, ret);

@@ -52,6 +52,7 @@
 #include <mbedtls/error.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
+#include <mbedtls/sha256.h>
 #include <mbedtls/ssl_ciphersuites.h>
 #include <mbedtls/x509_crt.h>
 #if MBEDTLS_VERSION_NUMBER >= 0x03000000 && defined(MBEDTLS_PSA_CRYPTO_C)
@@ -64,6 +65,7 @@
 #include "shoal/log.h"
 #include "shoal/tls.h"
 #include "shoal/util.h"
+#include "tls_int.h"
 
 #define COMP		"tls"
 
@@ -1198,4 +1200,65 @@ tls_id_allowed(const struct device_id *peer, const struct device_id *allowed,
 		found |= (unsigned int)(sodium_memcmp(peer->raw,
 		    allowed[i].raw, sizeof(peer->raw)) + 1);
 	return found != 0;
+}
+
+/*
+ * Version compatibility for identity.c (tls_int.h): the project keeps every
+ * mbedTLS version gate in this file.
+ */
+int
+tls_compat_sha256(const uint8_t *data, size_t len, uint8_t out[32])
+{
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+	return mbedtls_sha256(data, len, out, 0);
+#else
+	return mbedtls_sha256_ret(data, len, out, 0);
+#endif
+}
+
+int
+tls_compat_pk_parse_key(mbedtls_pk_context *key, const unsigned char *buf,
+    size_t len, int (*f_rng)(void *, unsigned char *, size_t), void *p_rng)
+{
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+	return mbedtls_pk_parse_key(key, buf, len, NULL, 0, f_rng, p_rng);
+#else
+	(void)f_rng;
+	(void)p_rng;
+	return mbedtls_pk_parse_key(key, buf, len, NULL, 0);
+#endif
+}
+
+int
+tls_compat_pk_check_pair(const mbedtls_pk_context *pub,
+    const mbedtls_pk_context *prv,
+    int (*f_rng)(void *, unsigned char *, size_t), void *p_rng)
+{
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+	return mbedtls_pk_check_pair(pub, prv, f_rng, p_rng);
+#else
+	(void)f_rng;
+	(void)p_rng;
+	return mbedtls_pk_check_pair(pub, prv);
+#endif
+}
+
+int
+tls_compat_crt_set_serial(mbedtls_x509write_cert *crt,
+    const unsigned char *serial, size_t len)
+{
+#if MBEDTLS_VERSION_NUMBER >= 0x03040000
+	return mbedtls_x509write_crt_set_serial_raw(crt,
+	    (unsigned char *)serial, len);
+#else
+	mbedtls_mpi	mpi;
+	int		ret;
+
+	mbedtls_mpi_init(&mpi);
+	ret = mbedtls_mpi_read_binary(&mpi, serial, len);
+	if (ret == 0)
+		ret = mbedtls_x509write_crt_set_serial(crt, &mpi);
+	mbedtls_mpi_free(&mpi);
+	return ret;
+#endif
 }
