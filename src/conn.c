@@ -224,7 +224,6 @@ send_frame(struct conn *c, uint8_t *buf, size_t len)
 	rc = tls_write(c->tls, buf, len);
 	free(buf);
 	if (rc == 0) {
-		c->info.out_bytes += len;
 		c->last_write_ms = util_now_ms();
 	}
 	return rc;
@@ -1318,7 +1317,6 @@ tls_read_cb(struct tls *t, const uint8_t *data, size_t len)
 {
 	struct conn *c = tls_data(t);
 
-	c->info.in_bytes += len;
 	c->last_read_ms = util_now_ms();
 	if (c->closing)
 		return;
@@ -1356,6 +1354,7 @@ tls_close_cb(struct tls *t)
 		close_internal(c, st == UV_EOF ? "closed by peer" :
 		    sh_strerror(st), false);
 	}
+	tls_wire_bytes(t, &c->info.in_bytes, &c->info.out_bytes);
 	c->tls_closed = true;
 	c->tls = NULL;
 	maybe_free(c);
@@ -1525,6 +1524,9 @@ conn_get_info(const struct conn *c, struct conn_info *out)
 {
 	*out = c->info;
 	out->state = c->state;
+	/* Wire bytes from TLS while it lives; its last figures after. */
+	if (c->tls != NULL)
+		tls_wire_bytes(c->tls, &out->in_bytes, &out->out_bytes);
 }
 
 const struct device_id *

@@ -134,6 +134,10 @@ struct tls {
 	int			 handles_open;	/* close callbacks still due */
 	bool			 shutdown_done;
 
+	/* Bytes on the wire (ciphertext), for status. */
+	uint64_t		 wire_in;
+	uint64_t		 wire_out;
+
 	/* Input side. */
 	bool			 reading;	/* uv_read_start() active */
 	bool			 paused;	/* tls_pause_read() */
@@ -484,6 +488,7 @@ flush_out(struct tls *t)
 		return rc;
 	}
 	t->write_queue += w->len;
+	t->wire_out += w->len;
 	return 0;
 }
 
@@ -682,6 +687,7 @@ read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		process(t);
 		return;
 	}
+	t->wire_in += (uint64_t)nread;
 	if (t->closing) {
 		/* Lingering close: drop whatever still arrives. */
 		t->in_off = t->in_len = 0;
@@ -1200,6 +1206,13 @@ tls_id_allowed(const struct device_id *peer, const struct device_id *allowed,
 		found |= (unsigned int)(sodium_memcmp(peer->raw,
 		    allowed[i].raw, sizeof(peer->raw)) + 1);
 	return found != 0;
+}
+
+void
+tls_wire_bytes(const struct tls *t, uint64_t *in, uint64_t *out)
+{
+	*in = t->wire_in;
+	*out = t->wire_out;
 }
 
 /*

@@ -92,8 +92,8 @@ struct conn_info {
 	const char	*device_name;		/* borrowed: the name in its Hello */
 	bool		 outgoing;		/* we dialled */
 	uint64_t	 established_ms;	/* util_now_ms() at TLS success */
-	uint64_t	 in_bytes;		/* plaintext bytes received */
-	uint64_t	 out_bytes;		/* plaintext bytes sent */
+	uint64_t	 in_bytes;		/* bytes on the wire received (TLS) */
+	uint64_t	 out_bytes;		/* bytes on the wire sent (TLS) */
 	uint64_t	 index_records_sent;
 	uint64_t	 index_records_received;
 	uint64_t	 index_messages_sent;

@@ -155,6 +155,9 @@ int	tls_peer_id(const struct tls *t, struct device_id *out) SH_MUST_CHECK;
 /* DER of the peer's certificate (borrowed, valid until on_close returns),
  * or NULL before the handshake succeeded. */
 const uint8_t *tls_peer_cert_der(const struct tls *t, size_t *len);
+/* Bytes read from and written to the socket so far (ciphertext: what
+ * crossed the wire, TLS records included). */
+void	tls_wire_bytes(const struct tls *t, uint64_t *in, uint64_t *out);
 /* Negotiated ALPN protocol, or NULL if none. */
 const char *tls_alpn(const struct tls *t);
 /* "TLSv1.2" etc., or "unknown" before the handshake. */
