@@ -132,6 +132,31 @@ on_folder_change(struct folder *f, const struct record *r, void *arg)
 		net_index_kick(d->net, folder_idx(f));
 }
 
+/* The puller asks for a connection to a device by its index number. */
+static struct conn *
+peer_for(int64_t device_idx, void *arg)
+{
+	struct daemon		*d = arg;
+	struct device_id	 id;
+
+	if (d->net == NULL || db_device_id(d->db, device_idx, &id) != 0)
+		return NULL;
+	return net_find(d->net, &id);
+}
+
+/* A peer's index changed (folder_idx >= 0) or peers came and went (-1). */
+static void
+on_net_change(struct net *n, int64_t fidx, void *arg)
+{
+	struct daemon	*d = arg;
+	size_t		 i;
+
+	(void)n;
+	for (i = 0; i < d->folder_count; i++)
+		if (fidx < 0 || folder_idx(d->folders[i]) == fidx)
+			folder_remote_changed(d->folders[i]);
+}
+
 static void
 start_folder(struct daemon *d, const struct config_folder *cf)
 {
@@ -146,6 +171,7 @@ start_folder(struct daemon *d, const struct config_folder *cf)
 		    sh_strerror(rc));
 		return;
 	}
+	folder_set_peer_lookup(f, peer_for, d);
 	d->folders = xreallocarray(d->folders, d->folder_count + 1,
 	    sizeof(*d->folders));
 	d->folders[d->folder_count++] = f;
@@ -664,7 +690,7 @@ daemon_run(const char *home)
 	d.env.tls = d.tls;
 	d.env.self = *identity_device_id(d.ident);
 	d.env.short_id = identity_short_id(&d.env.self);
-	rc = net_open(&d.env, NULL, &d, &d.net);
+	rc = net_open(&d.env, on_net_change, &d, &d.net);
 	if (rc != 0) {
 		LOG_ERROR("daemon", "cannot listen for peers on %s: %s",
 		    d.cfg->listen, sh_strerror(rc));

@@ -187,6 +187,7 @@ enum db_stmt {
 	ST_FOLDER_FILES_DROP,
 	ST_FOLDER_BLOCKS_DROP,
 	ST_FOLDER_IDS_DROP,
+	ST_DEVICE_ID_GET,
 	ST_GLOBAL_CANDIDATES,
 	ST_GLOBAL_PUT,
 	ST_GLOBAL_DEL,
@@ -302,6 +303,7 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_FOLDER_FILES_DROP] = "DELETE FROM files WHERE folder = ?1",
 	[ST_FOLDER_BLOCKS_DROP] = "DELETE FROM blocks WHERE folder = ?1",
 	[ST_FOLDER_IDS_DROP] = "DELETE FROM index_ids WHERE folder = ?1",
+	[ST_DEVICE_ID_GET] = "SELECT device_id FROM devices WHERE idx = ?1",
 	[ST_GLOBAL_CANDIDATES] = "SELECT device, version, deleted, "
 	    "invalid != 0 OR local_flags != 0, modified_s, modified_ns, type, "
 	    "size FROM files INDEXED BY files_name "
@@ -2212,6 +2214,36 @@ db_global_counts(struct db *db, int64_t folder, struct db_global_counts *out)
 	out->need_items = (uint64_t)sqlite3_column_int64(s, 3);
 	out->need_bytes = (uint64_t)sqlite3_column_int64(s, 4);
 	out->need_deletes = (uint64_t)sqlite3_column_int64(s, 5);
+	rc = 0;
+out:
+	stmt_done(s, false);
+	return rc;
+}
+
+int
+db_device_id(struct db *db, int64_t device, struct device_id *out)
+{
+	sqlite3_stmt	*s = NULL;
+	int		 rc, e;
+
+	rc = stmt_get(db, ST_DEVICE_ID_GET, &s);
+	if (rc != 0)
+		goto out;
+	if (sqlite3_bind_int64(s, 1, device) != SQLITE_OK) {
+		rc = dberr(db, "bind");
+		goto out;
+	}
+	e = sqlite3_step(s);
+	if (e == SQLITE_DONE || (e == SQLITE_ROW &&
+	    sqlite3_column_bytes(s, 0) != IDENTITY_ID_LEN)) {
+		rc = SH_ENOTFOUND;	/* unknown, or the local device */
+		goto out;
+	}
+	if (e != SQLITE_ROW) {
+		rc = dberr(db, "device id");
+		goto out;
+	}
+	memcpy(out->raw, sqlite3_column_blob(s, 0), IDENTITY_ID_LEN);
 	rc = 0;
 out:
 	stmt_done(s, false);

@@ -16,7 +16,8 @@
  *      |     +--> [SCANNING] ---------------------------+
  *      |     |        |  scan_done_cb(0 or -ECANCELED)
  *      |     |        v
- *      |     +---- [IDLE] <-----> [SYNCING]  (puller; not driven here yet)
+ *      |     +---- [IDLE] <-----> [SYNCING]  puller pass (start_pull,
+ *      |  request     |                      pull_done)
  *      |  request     |
  *      +--------------+  rescan timer finds the marker gone
  *
@@ -30,6 +31,16 @@
  *   SCANNING   IDLE       scan finished (0 or cancelled)        scan_done
  *   SCANNING   ERROR      scan failed (SH_EFOLDER, SH_EDB ...)   scan_done
  *   IDLE       ERROR      marker missing at the next scan       start_scan
+ *   IDLE       SYNCING    something needed, no scan pending     start_pull
+ *   SYNCING    IDLE       pass done (failures retried later)    pull_done
+ *   SYNCING    ERROR      marker gone, disk full, index error   pull_done
+ *
+ * Scans take precedence over pulls: the puller only runs when no scan is
+ * running or pending, so it compares the disk with an up-to-date index
+ * (the puller itself also re-checks every entry before touching it).
+ * After every scan and whenever a peer's index changes a pull pass is
+ * wanted; names that failed (no peer had the block) are retried after
+ * FOLDER_PULL_RETRY_MS. Send-only folders never pull.
  *
  * Scan requests that arrive while a scan runs are merged (a set of paths;
  * a full-scan request supersedes paths) and run as one scan when the
@@ -46,6 +57,7 @@
 #include "shoal/folder.h"
 #include "shoal/ignore.h"
 #include "shoal/log.h"
+#include "shoal/pull.h"
 #include "shoal/scan.h"
 #include "shoal/util.h"
 #include "shoal/watch.h"
@@ -54,6 +66,7 @@
 #define FOLDER_WATCH_DELAY_MS	1000
 #define FOLDER_MAX_PATHS	10000
 #define FOLDER_MSG_SIZE		512
+#define FOLDER_PULL_RETRY_MS	5000
 
 struct folder {
 	uv_loop_t		*loop;
@@ -84,6 +97,15 @@ struct folder {
 	uv_timer_t		 timer;
 	uint64_t		 timer_ms;	/* current period, 0 = off */
 
+	struct pull		*pull;		/* running pass or NULL */
+	bool			 pull_wanted;
+	struct pull_progress	 last_pull;
+	uint64_t		 pulls_completed;
+	folder_peer_cb		 peer_cb;
+	void			*peer_arg;
+	uv_timer_t		 pull_timer;	/* retry of failed names */
+	bool			 pull_timer_closed;
+
 	struct db_counts	 counts;	/* cached; refreshed per scan */
 	int64_t			 local_sequence;
 	uint64_t		 scans_completed;
@@ -94,6 +116,7 @@ struct folder {
 
 static void	kick(struct folder *);
 static void	update_timer(struct folder *);
+static void	maybe_free(struct folder *);
 
 const char *
 folder_state_name(enum folder_state s)
@@ -311,17 +334,12 @@ scan_done(struct scan *s, int status, void *arg)
 	free(f->scan_root);
 	f->scan_root = NULL;
 	if (f->closing) {
-		if (f->timer_closed) {
-			cfg_free(&f->cfg);
-			free(f->error);
-			ignore_free(f->ignore);
-			clear_paths(f);
-			free(f->paths);
-			free(f);
-		}
+		maybe_free(f);
 		return;
 	}
 	refresh_counts(f);
+	/* A scan may have changed what we need (or found a pull's result). */
+	f->pull_wanted = true;
 	if (status == 0 || status == -ECANCELED) {
 		if (status == 0)
 			f->scans_completed++;
@@ -399,16 +417,129 @@ start_scan(struct folder *f)
 }
 
 /* Start the merged pending scan if nothing runs and something waits. */
+static void	start_pull(struct folder *f);
+
 static void
 kick(struct folder *f)
 {
-	if (f->closing || f->scan != NULL)
+	if (f->closing || f->scan != NULL || f->pull != NULL)
 		return;
-	if (!f->want_full && f->path_count == 0)
+	if (f->want_full || f->path_count > 0) {
+		if (!make_ready(f))
+			return;
+		start_scan(f);
 		return;
-	if (!make_ready(f))
+	}
+	if (f->pull_wanted && f->state == FOLDER_STATE_IDLE && f->ready &&
+	    f->cfg.type != CONFIG_FOLDER_SENDONLY)
+		start_pull(f);
+}
+
+/* ---- puller ---- */
+
+static struct conn *
+pull_peer(int64_t device_idx, void *arg)
+{
+	struct folder *f = arg;
+
+	return f->peer_cb != NULL ? f->peer_cb(device_idx, f->peer_arg) : NULL;
+}
+
+static void
+pull_change(const struct record *r, void *arg)
+{
+	struct folder *f = arg;
+
+	if (f->cb != NULL)
+		f->cb(f, r, f->arg);
+}
+
+static void
+pull_rescan(const char *name, void *arg)
+{
+	folder_request_scan(arg, name);
+}
+
+static void
+pull_retry_cb(uv_timer_t *t)
+{
+	struct folder *f = t->data;
+
+	f->pull_wanted = true;
+	kick(f);
+}
+
+static void
+pull_done(struct pull *p, int status, void *arg)
+{
+	struct folder	*f = arg;
+	char		*msg;
+
+	pull_get_progress(p, &f->last_pull);
+	f->pull = NULL;
+	if (f->closing) {
+		maybe_free(f);
 		return;
-	start_scan(f);
+	}
+	refresh_counts(f);
+	if (f->state == FOLDER_STATE_SYNCING)
+		f->state = FOLDER_STATE_IDLE;
+	if (status == 0) {
+		f->pulls_completed++;
+		if (f->last_pull.incomplete)
+			f->pull_wanted = true;
+		else if (f->last_pull.files_failed > 0 &&
+		    uv_timer_start(&f->pull_timer, pull_retry_cb,
+		    FOLDER_PULL_RETRY_MS, 0) != 0)
+			LOG_WARN("folder", "folder \"%s\": cannot schedule a "
+			    "pull retry", f->cfg.id);
+	} else if (status == SH_EFOLDER) {
+		char	m[FOLDER_MSG_SIZE];
+
+		close_watch(f);
+		if (scan_root_check(f->cfg.id, f->cfg.path, m, sizeof(m)) == 0)
+			snprintf(m, sizeof(m), "folder \"%s\": root or marker "
+			    "vanished while syncing", f->cfg.id);
+		enter_error(f, m);
+	} else if (status != -ECANCELED) {
+		msg = xasprintf("folder \"%s\": sync stopped: %s%s", f->cfg.id,
+		    sh_strerror(status), status == -ENOSPC ?
+		    " (free some space; nothing was replaced)" : "");
+		enter_error(f, msg);
+		free(msg);
+	}
+	kick(f);
+}
+
+static void
+start_pull(struct folder *f)
+{
+	struct pull_params	p;
+	int			rc;
+
+	memset(&p, 0, sizeof(p));
+	p.loop = f->loop;
+	p.db = f->db;
+	p.folder_idx = f->idx;
+	p.folder_id = f->cfg.id;
+	p.root = f->cfg.path;
+	p.receive_only = (f->cfg.type == CONFIG_FOLDER_RECEIVEONLY);
+	p.short_id = f->short_id;
+	p.ignore = f->ignore;
+	p.peer_for = pull_peer;
+	p.on_local_change = pull_change;
+	p.on_rescan = pull_rescan;
+	p.on_done = pull_done;
+	p.arg = f;
+	f->pull_wanted = false;
+	rc = pull_start(&p, &f->pull);
+	if (rc != 0) {
+		f->pull = NULL;
+		LOG_ERROR("folder", "folder \"%s\": cannot start syncing: %s",
+		    f->cfg.id, sh_strerror(rc));
+		return;
+	}
+	f->state = FOLDER_STATE_SYNCING;
 }
 
 static void
@@ -478,7 +609,15 @@ folder_open(uv_loop_t *loop, struct db *db, const struct config_folder *cfg,
 	rc = uv_timer_init(loop, &f->timer);
 	if (rc != 0)
 		goto out;
+	/* Cannot fail on Linux once the first one worked; if it did, the
+	 * first timer would already be registered with the loop. */
+	rc = uv_timer_init(loop, &f->pull_timer);
+	if (rc != 0) {
+		LOG_ERROR("folder", "uv_timer_init: %s", uv_strerror(rc));
+		abort();
+	}
 	f->timer.data = f;
+	f->pull_timer.data = f;
 	refresh_counts(f);
 	f->want_full = true;
 	/* Sets ERROR (with its retry timer) when the root is missing. */
@@ -500,9 +639,20 @@ folder_timer_closed(uv_handle_t *h)
 {
 	struct folder	*f = h->data;
 
-	f->timer_closed = true;
-	if (f->scan != NULL)
-		return;		/* scan_done frees */
+	if (h == (uv_handle_t *)&f->timer)
+		f->timer_closed = true;
+	else
+		f->pull_timer_closed = true;
+	maybe_free(f);
+}
+
+/* Free once closing and every handle, scan and pull is gone. */
+static void
+maybe_free(struct folder *f)
+{
+	if (!f->closing || !f->timer_closed || !f->pull_timer_closed ||
+	    f->scan != NULL || f->pull != NULL)
+		return;
 	cfg_free(&f->cfg);
 	free(f->error);
 	ignore_free(f->ignore);
@@ -520,7 +670,10 @@ folder_close(struct folder *f)
 	close_watch(f);
 	if (f->scan != NULL)
 		scan_cancel(f->scan);
+	if (f->pull != NULL)
+		pull_cancel(f->pull);
 	uv_close((uv_handle_t *)&f->timer, folder_timer_closed);
+	uv_close((uv_handle_t *)&f->pull_timer, folder_timer_closed);
 }
 
 void
@@ -624,4 +777,26 @@ folder_get_status(struct folder *f, struct folder_status *out)
 	out->watching = f->watch != NULL;
 	out->watch_degraded = f->watch != NULL && watch_degraded(f->watch);
 	out->local_sequence = f->local_sequence;
+	out->pull_running = f->pull != NULL;
+	if (f->pull != NULL)
+		pull_get_progress(f->pull, &out->pull);
+	else
+		out->pull = f->last_pull;
+	out->pulls_completed = f->pulls_completed;
+}
+
+void
+folder_set_peer_lookup(struct folder *f, folder_peer_cb cb, void *arg)
+{
+	f->peer_cb = cb;
+	f->peer_arg = arg;
+}
+
+void
+folder_remote_changed(struct folder *f)
+{
+	if (f->closing)
+		return;
+	f->pull_wanted = true;
+	kick(f);
 }

@@ -82,6 +82,11 @@ int	db_files_drop(struct db *db, int64_t folder, int64_t device)
 int	db_device_idx(struct db *db, const struct device_id *id, int64_t *out)
 	    SH_MUST_CHECK;
 
+/* The device ID of a remote device index: 0, SH_ENOTFOUND (unknown or
+ * the local device) or SH_EDB. */
+int	db_device_id(struct db *db, int64_t device, struct device_id *out)
+	    SH_MUST_CHECK;
+
 /* Records */
 /* Fetch (folder, device, name) with its blocks. blocks_hash is recomputed
  * from the blocks (has_blocks_hash iff block_count > 0). 0 with *out set

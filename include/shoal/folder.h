@@ -14,6 +14,7 @@
 
 #include "shoal/config.h"
 #include "shoal/err.h"
+#include "shoal/pull.h"
 #include "shoal/scan.h"
 
 #define FOLDER_MARKER	".stfolder"
@@ -41,6 +42,9 @@ struct folder_status {
 	bool			 watching;
 	bool			 watch_degraded;
 	int64_t			 local_sequence;
+	bool			 pull_running;
+	struct pull_progress	 pull;		/* current or last pass */
+	uint64_t		 pulls_completed;
 };
 
 /* Called on every local change committed by a scan (for later networking). */
@@ -66,9 +70,17 @@ void	folder_close(struct folder *f);
 /* Apply a changed config for the same folder ID (path, rescan, watch...). */
 void	folder_reconfigure(struct folder *f, const struct config_folder *cfg);
 
+/* A connected, active connection for a db device index, or NULL. */
+typedef struct conn *(*folder_peer_cb)(int64_t device_idx, void *arg);
+
 /* Operations */
 /* Queue a full rescan (or of `path` when not NULL). */
 void	folder_request_scan(struct folder *f, const char *path);
+/* How the puller finds a connection to a device (set once after open). */
+void	folder_set_peer_lookup(struct folder *f, folder_peer_cb cb, void *arg);
+/* A peer's index of this folder changed, or a peer came: run a pull pass
+ * when nothing else runs (never in send-only folders). */
+void	folder_remote_changed(struct folder *f);
 
 /* Queries */
 const char *folder_id(const struct folder *f);

@@ -15,8 +15,9 @@ connect_pair a b f
 
 wait_until 20 connected a b || fail "a does not see b connected: $(status a)"
 wait_until 20 connected b a || fail "b does not see a connected: $(status b)"
-wait_until 20 remote_is b a f 3 || fail "b did not get a's index ($(remote_count b a f))"
-wait_until 20 remote_is a b f 1 || fail "a did not get b's index ($(remote_count a b f))"
+# Each side ends up announcing all four files: its own and the one it pulled.
+wait_until 20 remote_is b a f 4 || fail "b did not get a's index ($(remote_count b a f))"
+wait_until 20 remote_is a b f 4 || fail "a did not get b's index ($(remote_count a b f))"
 
 # Peer details in status.
 peer_field a b client | grep -q '^shoal ' || fail "client: $(peer_field a b client)"
@@ -25,23 +26,22 @@ peer_field a b address | grep -q '^127\.0\.0\.1:' || fail "address: $(peer_field
 [ "$(peer_field a b out_bytes)" -gt 0 ] || fail "out_bytes not counted"
 jqs a '.folders[0].peers | length == 1' || fail "folder peers: $(status a)"
 jqs a '.folders[0].peers[0].completion | type == "number"' || fail "completion missing"
-# The global view counts both sides' files; a needs b's file (until it pulls).
-wait_until 10 jqs a '.folders[0] | .global_files == 4 and .need_files == 1 and .need_bytes == 6' ||
-    fail "global view: $(status a)"
+wait_until 20 synced a "$T/fa" b "$T/fb" f || fail "not in sync: $(status a)"
+jqs a '.folders[0] | .global_files == 4 and .need_files == 0' || fail "global view: $(status a)"
 
 sent_before=$(peer_field a b index_records_sent)
-expect_eq "full index sent" "$sent_before" 3
+expect_eq "full index sent (3 own + 1 pulled)" "$sent_before" 4
 
 # b goes away; a changes two files; b comes back (on a new port: it dials a).
 stop_node b
 wait_until 10 disconnected a b || fail "a still shows b connected"
 printf 'four' >"$T/fa/a4.txt"
 printf 'one, changed' >"$T/fa/a1.txt"
-wait_until 10 jqs a '.folders[0].local_files == 4 and .folders[0].local_bytes == 28' ||
+wait_until 10 jqs a '.folders[0].local_files == 5 and .folders[0].local_bytes == 34' ||
     fail "a did not scan the changes: $(status a)"
 start_node b
 wait_until 20 connected b a || fail "b did not reconnect"
-wait_until 20 remote_is b a f 4 || fail "b did not get the new file"
+wait_until 20 remote_is b a f 5 || fail "b did not get the new file"
 wait_until 10 sh -c "[ \"\$(sqlite3 -readonly '$T/b/index.db' \"SELECT size FROM files WHERE device != 0 AND name = 'a1.txt'\")\" = 12 ]" ||
     fail "b did not get the changed file"
 # Only the two changed records crossed, not the whole index again.

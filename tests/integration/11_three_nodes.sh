@@ -17,8 +17,9 @@ connect_pair a c f
 for p in "a b" "a c" "b a" "b c" "c a" "c b"; do
 	set -- $p
 	wait_until 20 connected $1 $2 || fail "$1 does not see $2 connected"
-	# Each node has a file and a directory.
-	wait_until 20 remote_is $1 $2 f 2 || fail "$1 lacks $2's index ($(remote_count $1 $2 f))"
+	# Each node has a file and a directory; after syncing every node
+	# announces all six items.
+	wait_until 30 remote_is $1 $2 f 6 || fail "$1 lacks $2's index ($(remote_count $1 $2 f))"
 done
 # One connection per pair: the counters of a single link match up.
 for n in a b c; do

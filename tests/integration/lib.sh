@@ -207,3 +207,14 @@ api() {
 	curl -sf -X "$2" -H "X-API-Key: $(cat "$T/$1/apikey")" \
 	    "http://$(cat "$T/$1/api.addr")$3"
 }
+
+# in_sync NODE FOLDER: the folder is idle, needs nothing, and its peers
+# have been sent our whole index.
+in_sync() {
+	jqs "$1" ".folders[] | select(.id == \"$2\") | .in_sync and .need_files == 0"
+}
+
+# synced A DIR_A B DIR_B FOLDER: both in sync and the trees are identical.
+synced() {
+	in_sync "$1" "$5" && in_sync "$3" "$5" && compare_trees "$2" "$4"
+}

@@ -38,5 +38,7 @@ expect_eq "st.txt size" "$(db_query a "SELECT size FROM files WHERE device != 0 
 # Syncthing pulled our files through our block server: same bytes on its disk.
 wait_until 30 cmp -s "$T/fa/shoal.txt" "$T/fs/shoal.txt" || fail "syncthing did not pull shoal.txt"
 wait_until 30 cmp -s "$T/fa/sdir/n.txt" "$T/fs/sdir/n.txt" || fail "syncthing did not pull sdir/n.txt"
+# And Shoal pulled syncthing's file through syncthing's block server.
+wait_until 30 cmp -s "$T/fs/st.txt" "$T/fa/st.txt" || fail "shoal did not pull st.txt"
 grep -q "outgoing" "$T/a.log" || fail "shoal did not dial"
 log "passed"

@@ -1,0 +1,1856 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The puller (design.md §1, §2, §6; bep-brief §10, §11). One pull is one
+ * pass over a folder's need list: names are taken in batches of
+ * PULL_BATCH in the index's order (directories shallow first, files and
+ * symlinks, deletions deepest first) and each is brought to the global
+ * version by a job. See docs/internals/pull.md for the whole picture.
+ *
+ * NOTES ON THE DESIGN OF THE PULLER
+ *
+ *   (1) A file the user changed is never replaced. Before anything on
+ *       disk is replaced or removed, what is there is compared with our
+ *       local record (type, size, mtime s+ns, inode, permissions, symlink
+ *       target); if they differ the name is skipped and the folder is
+ *       asked to rescan it (on_rescan). The comparison is made again on
+ *       the thread pool right before the rename or unlink. A name that
+ *       was absent is filled with renameat2(RENAME_NOREPLACE), so a file
+ *       created meanwhile is not replaced either.
+ *   (2) A regular file whose version is concurrent with the incoming one
+ *       (or older than a counter of ours in it: a lost index, bep-brief
+ *       §10.7) is renamed to its conflict name before the new version
+ *       takes its place; a global deletion concurrent with a valid local
+ *       item deletes nothing (the vectors are merged into our record, not
+ *       bumped). Only regular files get conflict copies (§10.3).
+ *   (3) Every block is verified by SHA-256 before it is written: blocks
+ *       from peers by conn_request, blocks copied from local files and
+ *       blocks found in a temporary file here.
+ *   (4) New content goes to a temporary file in the target's directory
+ *       (bep-brief §10.12), which is truncated to size, given its mode and
+ *       mtime, fsynced, and only then renamed over the target; the
+ *       directory is fsynced after the rename. The local record is stored
+ *       after that, as a copy of the global record (same vector,
+ *       modified_by, mtime, permissions, block size: §10.6), so a crash
+ *       leaves either the old file with the old record or the new file,
+ *       which the next pass recognises as the global version.
+ *   (5) Nothing escapes the folder through a symlink: directories below
+ *       the root are opened one component at a time with O_NOFOLLOW, all
+ *       work is relative to those descriptors, and temporary files are
+ *       opened with O_NOFOLLOW. A name whose parent is a symlink is refused.
+ *   (6) A missing root or .stfolder marker stops the puller (SH_EFOLDER):
+ *       checked on the pool when the pass starts and again before every
+ *       rename or unlink.
+ *   (7) A disk that refuses writes (ENOSPC, EIO, EDQUOT, EROFS) stops the
+ *       pass with that error; temporary files are kept for resume and
+ *       nothing is replaced.
+ *   (8) Disk I/O (open, read, write, fsync, rename, unlink, mkdir) runs on
+ *       the libuv thread pool; the index, the connections and every
+ *       counter are touched only on the loop. A pool job reads its own job
+ *       and the pull's root path, which never changes.
+ *
+ * Job state machine (struct job, j->state):
+ *
+ *   job_start --> [PREP] --(file, blocks missing)--> [FETCH] --> [FINISH]
+ *                   |  \                                |           |
+ *                   |   +--(dir, symlink, delete:       | failure   |
+ *                   |      done in one pool job)-----+  v           v
+ *                   +--(rescan, invalid, failed)--> job_end <-- [COMMIT]
+ *
+ *   from     to       when                                      function
+ *   (new)    PREP     the item passed the checks on the loop    job_start
+ *   PREP     FETCH    file: temp file open, blocks planned      prep_done
+ *   PREP     FINISH   file: every block already in the temp     prep_done
+ *   PREP     COMMIT   dir/symlink/delete applied, or the disk
+ *                     already holds the global version          prep_done
+ *   FETCH    FINISH   every block written                       job_check
+ *   FINISH   COMMIT   renamed into place                        finish_done
+ *   any      (end)    failure, rescan, cancel                   job_end
+ *
+ * Directories and deletions are applied one at a time, files and symlinks
+ * up to PULL_MAX_FILES at once; a batch never mixes the phases, so a
+ * directory exists before files are put in it and is removed after them.
+ */
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "shoal/conflict.h"
+#include "shoal/conn.h"
+#include "shoal/db.h"
+#include "shoal/folder.h"
+#include "shoal/hash.h"
+#include "shoal/ignore.h"
+#include "shoal/log.h"
+#include "shoal/model.h"
+#include "shoal/pull.h"
+#include "shoal/scan.h"
+#include "shoal/util.h"
+
+#ifndef RENAME_NOREPLACE
+#define RENAME_NOREPLACE	(1 << 0)
+#endif
+
+#define PULL_RETRY_MS		100	/* every peer busy: look again */
+#define PULL_NAME_LOG		128	/* escaped name length in logs */
+
+enum phase {
+	PHASE_DIRS = 0,
+	PHASE_FILES,
+	PHASE_DELETES
+};
+
+enum job_op {
+	OP_FILE = 0,
+	OP_DIR,
+	OP_SYMLINK,
+	OP_DELETE
+};
+
+enum job_state {
+	JOB_PREP = 0,
+	JOB_FETCH,
+	JOB_FINISH,
+	JOB_COMMIT
+};
+
+/* Per-block state in a file job. */
+#define BLK_DONE	0x1u	/* in the temp file, verified */
+#define BLK_BUSY	0x2u	/* a copy, request or write is under way */
+#define BLK_LOCAL_TRIED	0x4u	/* the block index was asked */
+
+struct item {
+	char		*name;		/* owned */
+	enum phase	 phase;
+};
+
+/* Names seen in this pass (open addressing, FNV-1a). */
+struct nameset {
+	char		**slots;	/* owned strings */
+	size_t		  cap;		/* power of two or 0 */
+	size_t		  count;
+};
+
+struct pull;
+
+struct job {
+	struct pull	*p;
+	struct job	*next;		/* p->jobs */
+	uv_work_t	 work;		/* stage work; one at a time */
+	enum job_state	 state;
+	enum job_op	 op;
+	char		*name;		/* owned */
+	const char	*base;		/* into name */
+	struct record	*global;	/* owned */
+	struct record	*local;		/* owned; NULL if none */
+	bool		 conflict;	/* move the local regular file aside */
+	bool		 ignore_perms;
+	time_t		 now;
+
+	/* Stage results, written by the pool job, read on the loop. */
+	int		 rc;
+	int		 dirfd;
+	int		 tmpfd;
+	char		*tmpname;	/* owned; base name of the temp file */
+	bool		 was_absent;	/* nothing at the target at PREP */
+	bool		 disk_global;	/* the target already is the global */
+	bool		 rescan;	/* the disk differs from our record */
+	bool		 bad_name;	/* a symlink or file on the way */
+	uint64_t	 ino, dev;	/* of the new entry */
+	int		 late_rc;	/* failure after the change was made */
+	char		*copy_name;	/* owned; conflict copy made */
+	uint64_t	 reused_bytes;
+	uint64_t	 reused_blocks;
+
+	/* Blocks (file jobs, loop thread). */
+	uint8_t		*bstate;	/* owned; BLK_* per block */
+	uint32_t	*btried;	/* owned; per block, peers that failed
+					 * it or were asked (bit = peers[k]) */
+	size_t		 cursor;	/* next block never looked at */
+	size_t		*retry;		/* owned; blocks to look at again */
+	size_t		 retry_count;
+	size_t		 done_count;
+	int64_t		 peers[PULL_MAX_PEERS];
+	size_t		 peer_count;
+	int		 ops;		/* block operations under way */
+	int		 fail_rc;	/* first block failure, or 0 */
+};
+
+/* One block copied from a local file or received from a peer. */
+struct blk_op {
+	uv_work_t	 work;
+	struct job	*j;
+	size_t		 idx;
+	int32_t		 size;
+	uint8_t		 hash[RECORD_HASH_LEN];
+	int64_t		 dst_off;
+	char		*src_name;	/* owned; local copy source, or NULL */
+	int64_t		 src_off;
+	uint8_t		*buf;		/* owned */
+	const char	*root;		/* the pull's root (immutable) */
+	int		 tmpfd;
+	int		 rc;
+	bool		 network;
+};
+
+struct pull {
+	struct pull_params	 p;		/* strings replaced by copies */
+	char			*folder_id;	/* owned */
+	char			*root;		/* owned */
+	char			*marker;	/* owned; root/.stfolder */
+	uv_timer_t		 timer;
+	uv_work_t		 work;		/* root check */
+	int			 root_rc;
+	struct pull_progress	 prog;
+
+	struct item		*batch;		/* owned */
+	size_t			 batch_count;
+	size_t			 bi;		/* next item to start */
+	enum phase		 cur_phase;
+	struct nameset		 seen;
+
+	struct job		*jobs;
+	int			 njobs;
+	int			 ops;		/* pool works, requests, timer */
+	uint64_t		 inflight;	/* block bytes */
+	bool			 started;	/* root checked */
+	bool			 cancelled;
+	bool			 timer_armed;
+	bool			 finishing;
+	int			 fatal;		/* stops the pass */
+	bool			 in_advance;
+	bool			 in_pump;
+	bool			 pump_again;
+};
+
+static pthread_once_t	proc_once = PTHREAD_ONCE_INIT;
+static bool		proc_fd_ok;
+
+static void	advance(struct pull *p);
+static void	pump(struct pull *p);
+static void	job_check(struct job *j);
+static void	maybe_finish(struct pull *p);
+
+/* Small helpers */
+
+static const char *
+esc(const char *name, char *buf, size_t size)
+{
+	return log_escape(name, buf, size);
+}
+
+static bool
+is_fatal_io(int rc)
+{
+	return rc == -ENOSPC || rc == -EIO || rc == -EDQUOT || rc == -EROFS;
+}
+
+static uint64_t
+counter_of(const struct record_vector *v, uint64_t id)
+{
+	size_t	i;
+
+	for (i = 0; i < v->count; i++)
+		if (v->counters[i].id == id)
+			return v->counters[i].value;
+	return 0;
+}
+
+static uint64_t
+fnv1a(const char *s)
+{
+	uint64_t	h = 14695981039346656037ULL;
+
+	for (; *s != '\0'; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+static bool
+nameset_has(const struct nameset *s, const char *name)
+{
+	size_t	i;
+
+	if (s->cap == 0)
+		return false;
+	for (i = fnv1a(name) & (s->cap - 1); s->slots[i] != NULL;
+	    i = (i + 1) & (s->cap - 1))
+		if (strcmp(s->slots[i], name) == 0)
+			return true;
+	return false;
+}
+
+static void
+nameset_put(struct nameset *s, char *owned)
+{
+	size_t	i;
+
+	for (i = fnv1a(owned) & (s->cap - 1); s->slots[i] != NULL;
+	    i = (i + 1) & (s->cap - 1))
+		;
+	s->slots[i] = owned;
+	s->count++;
+}
+
+static void
+nameset_add(struct nameset *s, const char *name)
+{
+	struct nameset	n;
+	size_t		i;
+
+	if (nameset_has(s, name))
+		return;
+	if ((s->count + 1) * 2 > s->cap) {
+		n.cap = s->cap == 0 ? 1024 : s->cap * 2;
+		n.count = 0;
+		n.slots = xcalloc(n.cap, sizeof(*n.slots));
+		for (i = 0; i < s->cap; i++)
+			if (s->slots[i] != NULL)
+				nameset_put(&n, s->slots[i]);
+		free(s->slots);
+		*s = n;
+	}
+	nameset_put(s, xstrdup(name));
+}
+
+static void
+nameset_free(struct nameset *s)
+{
+	size_t	i;
+
+	for (i = 0; i < s->cap; i++)
+		free(s->slots[i]);
+	free(s->slots);
+	memset(s, 0, sizeof(*s));
+}
+
+char *
+pull_temp_name(const char *base)
+{
+	uint8_t	h[RECORD_HASH_LEN];
+	char	hex[2 * RECORD_HASH_LEN + 1];
+
+	if (strlen(base) <= PULL_TEMP_MAX_BASE)
+		return xasprintf("%s%s%s", PULL_TEMP_PREFIX, base,
+		    PULL_TEMP_SUFFIX);
+	if (hash_sha256(base, strlen(base), h) != 0)
+		memset(h, 0, sizeof(h));
+	util_hex(h, sizeof(h), hex);
+	return xasprintf("%s%s%s", PULL_TEMP_PREFIX, hex, PULL_TEMP_SUFFIX);
+}
+
+/* Pool helpers: they touch only their arguments. */
+
+/* Open the directory holding the last component of `name` under `root`
+ * without following any symlink below root (invariant 5). fd or -errno. */
+static int
+open_parent(const char *root, const char *name)
+{
+	const char	*q, *slash;
+	char		*comp;
+	int		 fd, nfd;
+
+	fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	q = name;
+	while ((slash = strchr(q, '/')) != NULL) {
+		comp = xstrndup(q, (size_t)(slash - q));
+		nfd = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+		    O_CLOEXEC);
+		nfd = nfd < 0 ? -errno : nfd;
+		free(comp);
+		close(fd);
+		if (nfd < 0)
+			return nfd;
+		fd = nfd;
+		q = slash + 1;
+	}
+	return fd;
+}
+
+/* lstat `base` in dirfd; for a symlink also read its target (caller
+ * frees *target). *absent when there is nothing. 0 or -errno. */
+static int
+disk_look(int dirfd, const char *base, struct stat *st, bool *absent,
+    char **target)
+{
+	char	buf[PATH_MAX];
+	ssize_t	n;
+
+	*absent = false;
+	*target = NULL;
+	if (fstatat(dirfd, base, st, AT_SYMLINK_NOFOLLOW) != 0) {
+		if (errno == ENOENT) {
+			*absent = true;
+			return 0;
+		}
+		return -errno;
+	}
+	if (S_ISLNK(st->st_mode)) {
+		n = readlinkat(dirfd, base, buf, sizeof(buf) - 1);
+		if (n < 0)
+			return -errno;
+		buf[n] = '\0';
+		*target = xstrdup(buf);
+	}
+	return 0;
+}
+
+/* Does our local record `l` still describe what is on disk (invariant 1)?
+ * A record that is missing, deleted or invalid (other than a flagged
+ * receive-only change) describes an absent entry. */
+static bool
+disk_matches(const struct record *l, const struct stat *st, bool absent,
+    const char *target, bool ignore_perms)
+{
+	if (l == NULL || l->deleted ||
+	    (l->invalid && !(l->local_flags & RECORD_LOCAL_RECEIVEONLY)))
+		return absent;
+	if (absent)
+		return false;
+	switch (l->type) {
+	case RECORD_TYPE_FILE:
+		if (!S_ISREG(st->st_mode) || st->st_size != l->size ||
+		    st->st_mtim.tv_sec != l->modified_s ||
+		    st->st_mtim.tv_nsec != l->modified_ns)
+			return false;
+		if (l->inode != 0 && (uint64_t)st->st_ino != l->inode)
+			return false;
+		if (!ignore_perms && !l->no_permissions &&
+		    (st->st_mode & 0777) != (l->permissions & 0777))
+			return false;
+		return true;
+	case RECORD_TYPE_DIRECTORY:
+		return S_ISDIR(st->st_mode);
+	case RECORD_TYPE_SYMLINK:
+		return S_ISLNK(st->st_mode) && target != NULL &&
+		    l->symlink_target != NULL &&
+		    strcmp(target, l->symlink_target) == 0;
+	}
+	return false;
+}
+
+/* Read `size` bytes at `off` of fd into buf and check them against hash.
+ * 0, SH_ECONFLICT on mismatch or short read, or -errno. */
+static int
+read_verified(int fd, uint8_t *buf, int32_t size, int64_t off,
+    const uint8_t hash[RECORD_HASH_LEN])
+{
+	uint8_t	h[RECORD_HASH_LEN];
+	ssize_t	n;
+	int	rc;
+
+	n = util_pread_full(fd, buf, (size_t)size, (off_t)off);
+	if (n < 0)
+		return (int)n;
+	if (n != size)
+		return SH_ECONFLICT;
+	rc = hash_sha256(buf, (size_t)size, h);
+	if (rc != 0)
+		return rc;
+	return memcmp(h, hash, RECORD_HASH_LEN) == 0 ? 0 : SH_ECONFLICT;
+}
+
+/* Does the regular file open as fd hold exactly the blocks of g? */
+static bool
+content_is(int fd, const struct record *g)
+{
+	uint8_t	*buf = NULL;
+	size_t	 i;
+	bool	 ok = true;
+
+	for (i = 0; i < g->block_count && ok; i++) {
+		if (g->blocks[i].size == 0)
+			continue;
+		buf = xrealloc(buf, (size_t)g->blocks[i].size);
+		ok = read_verified(fd, buf, g->blocks[i].size,
+		    g->blocks[i].offset, g->blocks[i].hash) == 0;
+	}
+	free(buf);
+	return ok;
+}
+
+/*
+ * Rename within dirfd. Replacing renames go through util_rename (so tests
+ * can inject faults) using /proc/self/fd paths, which resolve through the
+ * descriptor and therefore follow no symlink (invariant 5); without /proc
+ * renameat is used. A rename into an absent name uses RENAME_NOREPLACE
+ * (invariant 1): -EEXIST means something appeared meanwhile.
+ */
+static int
+rename_in(int dirfd, const char *from, const char *to, bool noreplace)
+{
+	char	a[PATH_MAX], b[PATH_MAX];
+
+	if (noreplace) {
+		if (renameat2(dirfd, from, dirfd, to, RENAME_NOREPLACE) == 0)
+			return 0;
+		if (errno != EINVAL && errno != ENOSYS)
+			return -errno;
+		/* The file system lacks RENAME_NOREPLACE: check, then rename
+		 * (the window is between two syscalls of this thread). */
+		if (faccessat(dirfd, to, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+			return -EEXIST;
+	}
+	if (proc_fd_ok &&
+	    snprintf(a, sizeof(a), "/proc/self/fd/%d/%s", dirfd, from) <
+	    (int)sizeof(a) &&
+	    snprintf(b, sizeof(b), "/proc/self/fd/%d/%s", dirfd, to) <
+	    (int)sizeof(b))
+		return util_rename(a, b);
+	if (renameat(dirfd, from, dirfd, to) != 0)
+		return -errno;
+	return 0;
+}
+
+static void
+proc_check(void)
+{
+	proc_fd_ok = access("/proc/self/fd", X_OK) == 0;
+}
+
+static int
+marker_check(const char *marker)
+{
+	struct stat	st;
+
+	if (stat(marker, &st) != 0 || !S_ISDIR(st.st_mode))
+		return SH_EFOLDER;
+	return 0;
+}
+
+/* Move a local regular file out of the way: to its conflict name, unless
+ * it already is a conflict copy (bep-brief §10.7: then it is replaced). */
+static int
+move_aside(struct job *j)
+{
+	int	rc;
+
+	if (conflict_is_copy(j->name))
+		return 0;
+	rc = conflict_move_at(j->dirfd, j->name, j->now,
+	    j->global->modified_by, &j->copy_name);
+	return rc;
+}
+
+/* Pool work: file, prepare. */
+
+static void
+file_prep_work(uv_work_t *req)
+{
+	struct job	*j = req->data;
+	const struct record *g = j->global;
+	struct stat	 st, tst;
+	char		*target = NULL;
+	uint8_t		*buf = NULL;
+	bool		 absent;
+	size_t		 i;
+	int		 fd = -1, rc;
+
+	rc = open_parent(j->p->root, j->name);
+	if (rc < 0) {
+		if (rc == -ELOOP || rc == -ENOTDIR)
+			j->bad_name = true;
+		goto out;
+	}
+	j->dirfd = rc;
+	rc = disk_look(j->dirfd, j->base, &st, &absent, &target);
+	if (rc != 0)
+		goto out;
+	if (!disk_matches(j->local, &st, absent, target, j->ignore_perms)) {
+		/* Maybe an earlier pass renamed the file into place and
+		 * stopped before storing the record (invariant 4). */
+		if (S_ISREG(st.st_mode) && !absent && st.st_size == g->size &&
+		    st.st_mtim.tv_sec == g->modified_s &&
+		    st.st_mtim.tv_nsec == g->modified_ns &&
+		    (j->ignore_perms || g->no_permissions ||
+		    (st.st_mode & 0777) == (g->permissions & 0777))) {
+			fd = openat(j->dirfd, j->base, O_RDONLY | O_NOFOLLOW |
+			    O_CLOEXEC | O_NONBLOCK);
+			if (fd >= 0 && fstat(fd, &tst) == 0 &&
+			    S_ISREG(tst.st_mode) && content_is(fd, g)) {
+				j->disk_global = true;
+				j->ino = (uint64_t)tst.st_ino;
+				j->dev = (uint64_t)tst.st_dev;
+				rc = 0;
+				goto out;
+			}
+		}
+		j->rescan = true;
+		rc = 0;
+		goto out;
+	}
+	j->was_absent = absent;
+
+	j->tmpfd = openat(j->dirfd, j->tmpname, O_RDWR | O_CREAT | O_NOFOLLOW |
+	    O_CLOEXEC | O_NONBLOCK, 0600);
+	if (j->tmpfd < 0) {
+		rc = -errno;
+		if (rc == -ELOOP)
+			j->bad_name = true;
+		goto out;
+	}
+	if (fstat(j->tmpfd, &tst) != 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (!S_ISREG(tst.st_mode)) {
+		j->bad_name = true;
+		rc = -EINVAL;
+		goto out;
+	}
+	/* Resume: keep every block the temp file already holds intact
+	 * (design.md §6), each verified (invariant 3). */
+	for (i = 0; i < g->block_count; i++) {
+		const struct record_block *b = &g->blocks[i];
+
+		if (b->size == 0) {
+			j->bstate[i] = BLK_DONE;
+			continue;
+		}
+		if (b->offset + b->size > tst.st_size)
+			continue;
+		buf = xrealloc(buf, (size_t)b->size);
+		if (read_verified(j->tmpfd, buf, b->size, b->offset,
+		    b->hash) == 0) {
+			j->bstate[i] = BLK_DONE;
+			j->reused_bytes += (uint64_t)b->size;
+			j->reused_blocks++;
+		}
+	}
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(target);
+	free(buf);
+	j->rc = rc;
+}
+
+/* Pool work: file, finish (invariants 1, 4, 6). */
+static void
+file_finish_work(uv_work_t *req)
+{
+	struct job	*j = req->data;
+	const struct record *g = j->global;
+	struct timespec	 ts[2];
+	struct stat	 st;
+	char		*target = NULL;
+	bool		 absent;
+	int		 rc;
+
+	if (ftruncate(j->tmpfd, (off_t)g->size) != 0) {
+		rc = -errno;
+		goto out;
+	}
+	/* Mode and mtime before the fsync, so one fsync makes data and
+	 * metadata durable before the rename publishes them. */
+	if (fchmod(j->tmpfd, j->ignore_perms || g->no_permissions ? 0644 :
+	    (mode_t)(g->permissions & 0777)) != 0) {
+		rc = -errno;
+		goto out;
+	}
+	ts[0].tv_sec = 0;
+	ts[0].tv_nsec = UTIME_OMIT;
+	ts[1].tv_sec = (time_t)g->modified_s;
+	ts[1].tv_nsec = g->modified_ns;
+	if (futimens(j->tmpfd, ts) != 0) {
+		rc = -errno;
+		goto out;
+	}
+	rc = util_fsync(j->tmpfd);
+	if (rc != 0)
+		goto out;
+	rc = marker_check(j->p->marker);
+	if (rc != 0)
+		goto out;
+
+	/* Invariant 1, again: the user may have written since PREP. */
+	rc = disk_look(j->dirfd, j->base, &st, &absent, &target);
+	if (rc != 0)
+		goto out;
+	if (j->was_absent ? !absent :
+	    !disk_matches(j->local, &st, absent, target, j->ignore_perms)) {
+		j->rescan = true;
+		rc = 0;
+		goto out;
+	}
+	if (!absent && S_ISREG(st.st_mode) && j->conflict) {
+		rc = move_aside(j);
+		if (rc != 0)
+			goto out;
+		absent = j->copy_name != NULL;
+	} else if (!absent && S_ISDIR(st.st_mode)) {
+		/* A directory in the way goes only when empty (§10.3). */
+		if (unlinkat(j->dirfd, j->base, AT_REMOVEDIR) != 0) {
+			rc = -errno;
+			goto out;
+		}
+		absent = true;
+	}
+	rc = rename_in(j->dirfd, j->tmpname, j->base, absent);
+	if (rc != 0 && j->copy_name != NULL) {
+		/* Put the user's file back under its name (invariant 1). */
+		const char	*cb = strrchr(j->copy_name, '/');
+
+		cb = cb != NULL ? cb + 1 : j->copy_name;
+		if (renameat2(j->dirfd, cb, j->dirfd, j->base,
+		    RENAME_NOREPLACE) == 0) {
+			free(j->copy_name);
+			j->copy_name = NULL;
+		}
+	}
+	if (rc == -EEXIST) {
+		j->rescan = true;
+		rc = 0;
+		goto out;
+	}
+	if (rc != 0)
+		goto out;
+	if (fstat(j->tmpfd, &st) != 0) {
+		rc = -errno;
+		goto out;
+	}
+	j->ino = (uint64_t)st.st_ino;
+	j->dev = (uint64_t)st.st_dev;
+	/* The rename is done: the record must follow even if the directory
+	 * cannot be synced, and the error then stops the pass. */
+	j->late_rc = util_fsync(j->dirfd);
+	rc = 0;
+out:
+	free(target);
+	j->rc = rc;
+}
+
+/* Pool work: directory (bep-brief §10.3: permissions, no mtime). */
+static void
+dir_work(uv_work_t *req)
+{
+	struct job	*j = req->data;
+	const struct record *g = j->global;
+	struct stat	 st;
+	char		*target = NULL;
+	bool		 absent;
+	int		 rc;
+
+	rc = open_parent(j->p->root, j->name);
+	if (rc < 0) {
+		if (rc == -ELOOP || rc == -ENOTDIR)
+			j->bad_name = true;
+		goto out;
+	}
+	j->dirfd = rc;
+	rc = disk_look(j->dirfd, j->base, &st, &absent, &target);
+	if (rc != 0)
+		goto out;
+	if (!absent && !S_ISDIR(st.st_mode)) {
+		if (!disk_matches(j->local, &st, absent, target,
+		    j->ignore_perms)) {
+			j->rescan = true;
+			goto out;
+		}
+		rc = marker_check(j->p->marker);
+		if (rc != 0)
+			goto out;
+		if (S_ISREG(st.st_mode) && j->conflict) {
+			rc = move_aside(j);
+			if (rc != 0)
+				goto out;
+		}
+		if (j->copy_name == NULL &&
+		    unlinkat(j->dirfd, j->base, 0) != 0) {
+			rc = -errno;
+			goto out;
+		}
+		absent = true;
+	}
+	if (absent) {
+		rc = marker_check(j->p->marker);
+		if (rc != 0)
+			goto out;
+		/* Private until its mode is set, unless no mode is set. */
+		if (mkdirat(j->dirfd, j->base, j->ignore_perms ||
+		    g->no_permissions ? 0777 : 0700) != 0) {
+			rc = -errno;
+			goto out;
+		}
+	}
+	if (!j->ignore_perms && !g->no_permissions &&
+	    fchmodat(j->dirfd, j->base, (mode_t)(g->permissions & 0777), 0) !=
+	    0) {
+		rc = -errno;
+		goto out;
+	}
+	if (fstatat(j->dirfd, j->base, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+		rc = -errno;
+		goto out;
+	}
+	j->ino = (uint64_t)st.st_ino;
+	j->dev = (uint64_t)st.st_dev;
+	if (absent)
+		j->late_rc = util_fsync(j->dirfd);
+	rc = 0;
+out:
+	free(target);
+	j->rc = rc;
+}
+
+/* Pool work: symlink, made at the temp name and renamed (never
+ * followed). */
+static void
+symlink_work(uv_work_t *req)
+{
+	struct job	*j = req->data;
+	const struct record *g = j->global;
+	struct stat	 st;
+	char		*target = NULL;
+	bool		 absent;
+	int		 rc;
+
+	rc = open_parent(j->p->root, j->name);
+	if (rc < 0) {
+		if (rc == -ELOOP || rc == -ENOTDIR)
+			j->bad_name = true;
+		goto out;
+	}
+	j->dirfd = rc;
+	rc = disk_look(j->dirfd, j->base, &st, &absent, &target);
+	if (rc != 0)
+		goto out;
+	if (!absent && S_ISLNK(st.st_mode) &&
+	    strcmp(target, g->symlink_target) == 0) {
+		j->disk_global = true;
+		goto stat;
+	}
+	if (!disk_matches(j->local, &st, absent, target, j->ignore_perms)) {
+		j->rescan = true;
+		goto out;
+	}
+	rc = marker_check(j->p->marker);
+	if (rc != 0)
+		goto out;
+	if (unlinkat(j->dirfd, j->tmpname, 0) != 0 && errno != ENOENT) {
+		rc = -errno;
+		goto out;
+	}
+	if (symlinkat(g->symlink_target, j->dirfd, j->tmpname) != 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (!absent && S_ISREG(st.st_mode) && j->conflict) {
+		rc = move_aside(j);
+		if (rc != 0)
+			goto out_tmp;
+		absent = j->copy_name != NULL;
+	} else if (!absent && S_ISDIR(st.st_mode)) {
+		if (unlinkat(j->dirfd, j->base, AT_REMOVEDIR) != 0) {
+			rc = -errno;
+			goto out_tmp;
+		}
+		absent = true;
+	}
+	rc = rename_in(j->dirfd, j->tmpname, j->base, absent);
+	if (rc == -EEXIST) {
+		j->rescan = true;
+		rc = 0;
+		goto out_tmp;
+	}
+	if (rc != 0)
+		goto out_tmp;
+	j->late_rc = util_fsync(j->dirfd);
+stat:
+	if (fstatat(j->dirfd, j->base, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+		rc = -errno;
+		goto out;
+	}
+	j->ino = (uint64_t)st.st_ino;
+	j->dev = (uint64_t)st.st_dev;
+	rc = 0;
+	goto out;
+out_tmp:
+	(void)unlinkat(j->dirfd, j->tmpname, 0);
+out:
+	free(target);
+	j->rc = rc;
+}
+
+/* Pool work: deletion. A directory goes only when empty (design.md §6). */
+static void
+delete_work(uv_work_t *req)
+{
+	struct job	*j = req->data;
+	struct stat	 st;
+	char		*target = NULL;
+	bool		 absent;
+	int		 rc;
+
+	rc = open_parent(j->p->root, j->name);
+	if (rc == -ENOENT || rc == -ENOTDIR || rc == -ELOOP) {
+		/* No such parent directory inside the folder: the name
+		 * cannot exist here, so there is nothing to remove. */
+		j->was_absent = true;
+		rc = 0;
+		goto out;
+	}
+	if (rc < 0)
+		goto out;
+	j->dirfd = rc;
+	rc = disk_look(j->dirfd, j->base, &st, &absent, &target);
+	if (rc != 0)
+		goto out;
+	if (absent) {
+		j->was_absent = true;
+		goto out;
+	}
+	if (!disk_matches(j->local, &st, absent, target, j->ignore_perms)) {
+		j->rescan = true;
+		goto out;
+	}
+	rc = marker_check(j->p->marker);
+	if (rc != 0)
+		goto out;
+	if (S_ISREG(st.st_mode) && j->conflict) {
+		rc = move_aside(j);
+		if (rc != 0)
+			goto out;
+	}
+	if (j->copy_name == NULL && unlinkat(j->dirfd, j->base,
+	    S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) != 0) {
+		rc = -errno;
+		goto out;
+	}
+	j->late_rc = util_fsync(j->dirfd);
+	rc = 0;
+out:
+	free(target);
+	j->rc = rc;
+}
+
+/* Pool work: one block, copied from a local file or written from a
+ * network buffer. */
+static void
+blk_work(uv_work_t *req)
+{
+	struct blk_op	*b = req->data;
+	int		 fd = -1, rc;
+
+	if (!b->network) {
+		const char	*base;
+		int		 dfd;
+
+		dfd = open_parent(b->root, b->src_name);
+		if (dfd < 0) {
+			rc = dfd;
+			goto out;
+		}
+		base = strrchr(b->src_name, '/');
+		base = base != NULL ? base + 1 : b->src_name;
+		fd = openat(dfd, base, O_RDONLY | O_NOFOLLOW | O_CLOEXEC |
+		    O_NONBLOCK);
+		rc = fd < 0 ? -errno : 0;
+		close(dfd);
+		if (rc != 0)
+			goto out;
+		b->buf = xmalloc((size_t)b->size);
+		rc = read_verified(fd, b->buf, b->size, b->src_off, b->hash);
+		if (rc != 0)
+			goto out;
+	}
+	rc = util_pwrite_all(b->tmpfd, b->buf, (size_t)b->size,
+	    (off_t)b->dst_off);
+out:
+	if (fd >= 0)
+		close(fd);
+	b->rc = rc;
+}
+
+/* Loop side */
+
+static void
+job_free(struct job *j)
+{
+	if (j == NULL)
+		return;
+	if (j->tmpfd >= 0)
+		close(j->tmpfd);
+	if (j->dirfd >= 0)
+		close(j->dirfd);
+	free(j->name);
+	free(j->tmpname);
+	free(j->copy_name);
+	free(j->bstate);
+	free(j->btried);
+	free(j->retry);
+	record_free(j->global);
+	record_free(j->local);
+	free(j);
+}
+
+static void
+set_fatal(struct pull *p, int rc, const char *what, const char *name)
+{
+	char	e[PULL_NAME_LOG];
+
+	if (p->fatal != 0)
+		return;
+	p->fatal = rc;
+	LOG_ERROR("pull", "folder \"%s\": %s \"%s\": %s; pull stopped",
+	    p->folder_id, what, name != NULL ? esc(name, e, sizeof(e)) : "",
+	    sh_strerror(rc));
+}
+
+/* A job is over: count it, free it, let the pass go on. */
+static void
+job_end(struct job *j, int rc, bool kick)
+{
+	struct pull	*p = j->p;
+	struct job	**pp;
+	char		 e[PULL_NAME_LOG];
+
+	for (pp = &p->jobs; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == j) {
+			*pp = j->next;
+			break;
+		}
+	p->njobs--;
+	if (j->copy_name != NULL) {
+		/* Whatever happened next, the copy is a new file to scan. */
+		p->prog.conflicts++;
+		if (p->p.on_rescan != NULL)
+			p->p.on_rescan(j->copy_name, p->p.arg);
+	}
+	if (j->rescan) {
+		p->prog.rescans++;
+		LOG_INFO("pull", "folder \"%s\": \"%s\" changed on disk since "
+		    "the last scan; not replaced, rescanning", p->folder_id,
+		    esc(j->name, e, sizeof(e)));
+		if (p->p.on_rescan != NULL)
+			p->p.on_rescan(j->name, p->p.arg);
+	} else if (rc != 0) {
+		p->prog.files_failed++;
+		if (is_fatal_io(rc) || rc == SH_EFOLDER || rc == SH_EDB)
+			set_fatal(p, rc, "cannot pull", j->name);
+		else if (j->bad_name || rc == -ENAMETOOLONG || rc == -EILSEQ)
+			LOG_WARN("pull", "folder \"%s\": \"%s\" cannot be "
+			    "written here (%s); skipped", p->folder_id,
+			    esc(j->name, e, sizeof(e)), sh_strerror(rc));
+		else if (rc == SH_ENOTFOUND)
+			LOG_INFO("pull", "folder \"%s\": \"%s\": no "
+			    "connected device has its blocks; will retry",
+			    p->folder_id, esc(j->name, e, sizeof(e)));
+		else if (rc != -ECANCELED)
+			LOG_WARN("pull", "folder \"%s\": \"%s\": %s; will "
+			    "retry", p->folder_id, esc(j->name, e, sizeof(e)),
+			    sh_strerror(rc));
+	}
+	job_free(j);
+	if (kick)
+		advance(p);
+}
+
+static void
+commit(struct job *j)
+{
+	struct pull	*p = j->p;
+	struct record	*r = NULL;
+	char		 e[PULL_NAME_LOG];
+	int		 rc;
+
+	r = record_dup(j->global);
+	r->inode = j->ino;
+	r->dev = j->dev;
+	r->local_flags = 0;
+	rc = db_local_put(p->p.db, p->p.folder_idx, r);
+	if (rc != 0)
+		goto out;
+	if (j->late_rc != 0 && is_fatal_io(j->late_rc))
+		set_fatal(p, j->late_rc, "cannot sync the directory of",
+		    j->name);
+	else if (j->late_rc != 0)
+		LOG_WARN("pull", "folder \"%s\": fsync of the directory of "
+		    "\"%s\" failed: %s", p->folder_id,
+		    esc(j->name, e, sizeof(e)), sh_strerror(j->late_rc));
+	p->prog.files_done++;
+	if (!r->deleted && r->type == RECORD_TYPE_FILE)
+		p->prog.bytes_done += (uint64_t)r->size;
+	if (p->p.on_local_change != NULL)
+		p->p.on_local_change(r, p->p.arg);
+out:
+	record_free(r);
+	job_end(j, rc, true);
+}
+
+static void
+finish_done(uv_work_t *req, int status)
+{
+	struct job	*j = req->data;
+	struct pull	*p = j->p;
+
+	p->ops--;
+	if (status != 0)
+		j->rc = status;
+	if (j->rc != 0 || j->rescan) {
+		job_end(j, j->rc, true);
+		return;
+	}
+	j->state = JOB_COMMIT;
+	commit(j);
+}
+
+static int
+queue(struct pull *p, uv_work_t *w, void *data, uv_work_cb work,
+    uv_after_work_cb done)
+{
+	int	rc;
+
+	w->data = data;
+	rc = uv_queue_work(p->p.loop, w, work, done);
+	if (rc == 0)
+		p->ops++;
+	return rc;
+}
+
+/* Every block is written, or the job failed: go on. */
+static void
+job_check(struct job *j)
+{
+	struct pull	*p = j->p;
+	int		 rc;
+
+	if (j->state != JOB_FETCH || j->ops > 0)
+		return;
+	if (j->fail_rc != 0 || p->fatal != 0 || p->cancelled) {
+		job_end(j, j->fail_rc != 0 ? j->fail_rc : -ECANCELED, true);
+		return;
+	}
+	if (j->done_count < j->global->block_count)
+		return;
+	j->state = JOB_FINISH;
+	rc = queue(p, &j->work, j, file_finish_work, finish_done);
+	if (rc != 0)
+		job_end(j, rc, true);
+}
+
+static void
+blk_fail(struct job *j, int rc)
+{
+	if (j->fail_rc == 0)
+		j->fail_rc = rc;
+}
+
+static void
+blk_done(uv_work_t *req, int status)
+{
+	struct blk_op	*b = req->data;
+	struct job	*j = b->j;
+	struct pull	*p = j->p;
+	int		 rc = status != 0 ? status : b->rc;
+
+	p->ops--;
+	j->ops--;
+	p->inflight -= (uint64_t)b->size;
+	j->bstate[b->idx] &= (uint8_t)~BLK_BUSY;
+	if (rc == 0) {
+		j->bstate[b->idx] |= BLK_DONE;
+		j->done_count++;
+		if (b->network) {
+			p->prog.bytes_network += (uint64_t)b->size;
+			p->prog.blocks_network++;
+		} else {
+			p->prog.bytes_local += (uint64_t)b->size;
+			p->prog.blocks_local++;
+		}
+	} else if (!b->network && !is_fatal_io(rc)) {
+		/* The source changed or went away: ask the peers instead. */
+		j->retry[j->retry_count++] = b->idx;
+	} else {
+		if (is_fatal_io(rc))
+			set_fatal(p, rc, "cannot write", j->name);
+		blk_fail(j, rc);
+	}
+	free(b->src_name);
+	free(b->buf);
+	free(b);
+	job_check(j);
+	pump(p);
+	maybe_finish(p);
+}
+
+static void
+response_cb(int status, const uint8_t *data, size_t len, void *arg)
+{
+	struct blk_op	*b = arg;
+	struct job	*j = b->j;
+	struct pull	*p = j->p;
+	bool		 ok = status == 0 && len == (size_t)b->size;
+	bool		 going = j->fail_rc == 0 && p->fatal == 0 &&
+			    !p->cancelled;
+	int		 rc;
+
+	p->ops--;
+	if (ok && going) {
+		/* The data is borrowed for this call only. */
+		b->buf = xmalloc(len > 0 ? len : 1);
+		memcpy(b->buf, data, len);
+		rc = queue(p, &b->work, b, blk_work, blk_done);
+		if (rc == 0)
+			return;
+		free(b->buf);
+		blk_fail(j, rc);
+	} else if (!ok && going) {
+		/* conn checked length and SHA-256 (invariant 3); a failed
+		 * or bad answer sends the block to the next peer. */
+		j->retry[j->retry_count++] = b->idx;
+	}
+	j->ops--;
+	p->inflight -= (uint64_t)b->size;
+	j->bstate[b->idx] &= (uint8_t)~BLK_BUSY;
+	free(b);
+	job_check(j);
+	pump(p);
+	maybe_finish(p);
+}
+
+static void
+timer_cb(uv_timer_t *t)
+{
+	struct pull	*p = t->data;
+
+	p->timer_armed = false;
+	p->ops--;
+	pump(p);
+	advance(p);
+	maybe_finish(p);
+}
+
+static void
+arm_timer(struct pull *p, uint64_t ms)
+{
+	if (p->timer_armed)
+		return;
+	if (uv_timer_start(&p->timer, timer_cb, ms, 0) != 0)
+		return;
+	p->timer_armed = true;
+	p->ops++;
+}
+
+static struct blk_op *
+blk_new(struct job *j, size_t idx)
+{
+	struct blk_op	*b;
+	const struct record_block *rb = &j->global->blocks[idx];
+
+	b = xcalloc(1, sizeof(*b));
+	b->j = j;
+	b->idx = idx;
+	b->size = rb->size;
+	memcpy(b->hash, rb->hash, RECORD_HASH_LEN);
+	b->dst_off = rb->offset;
+	b->root = j->p->root;
+	b->tmpfd = j->tmpfd;
+	return b;
+}
+
+/*
+ * Start work on block idx: a local copy when the index knows the hash,
+ * else a request to the next peer holding the version that has not failed
+ * this block yet. Returns 1 when work was started, 0 when nothing can be
+ * done now (every remaining peer busy), or a negative code when the block
+ * cannot be had this pass.
+ */
+static int
+start_block(struct job *j, size_t idx)
+{
+	struct pull	*p = j->p;
+	const struct record_block *rb = &j->global->blocks[idx];
+	struct blk_op	*b;
+	struct conn	*c;
+	char		*src = NULL;
+	int64_t		 off;
+	uint32_t	 all, bit;
+	size_t		 o, k, n = j->peer_count;
+	int		 rc;
+
+	if (!(j->bstate[idx] & BLK_LOCAL_TRIED)) {
+		j->bstate[idx] |= BLK_LOCAL_TRIED;
+		rc = db_block_find(p->p.db, p->p.folder_idx, rb->hash, &src,
+		    &off);
+		if (rc == 0) {
+			b = blk_new(j, idx);
+			b->src_name = src;
+			b->src_off = off;
+			rc = queue(p, &b->work, b, blk_work, blk_done);
+			if (rc != 0) {
+				free(b->src_name);
+				free(b);
+				return rc;
+			}
+			j->bstate[idx] |= BLK_BUSY;
+			j->ops++;
+			return 1;
+		}
+		if (rc != SH_ENOTFOUND)
+			return rc;
+	}
+	/* Spread blocks over the peers: block i asks peer i mod n first. */
+	all = n >= 32 ? UINT32_MAX : ((uint32_t)1 << n) - 1;
+	for (o = 0; o < n; o++) {
+		k = (idx + o) % n;
+		bit = (uint32_t)1 << k;
+		if (j->btried[idx] & bit)
+			continue;
+		c = p->p.peer_for != NULL ? p->p.peer_for(j->peers[k],
+		    p->p.arg) : NULL;
+		if (c == NULL) {
+			j->btried[idx] |= bit;
+			continue;
+		}
+		b = blk_new(j, idx);
+		b->network = true;
+		/* Counted before the call in case the callback runs early. */
+		j->bstate[idx] |= BLK_BUSY;
+		j->ops++;
+		p->ops++;
+		rc = conn_request(c, p->folder_id, j->name, rb->offset,
+		    rb->size, rb->hash, response_cb, b);
+		if (rc == 0) {
+			j->btried[idx] |= bit;
+			return 1;
+		}
+		j->bstate[idx] &= (uint8_t)~BLK_BUSY;
+		j->ops--;
+		p->ops--;
+		free(b);
+		/* A busy peer (-EAGAIN) may take it later; others not. */
+		if (rc != -EAGAIN)
+			j->btried[idx] |= bit;
+	}
+	if ((j->btried[idx] & all) == all)
+		return SH_ENOTFOUND;
+	return 0;
+}
+
+/* Hand out block work while the byte cap allows (design.md §2). */
+static void
+pump_once(struct pull *p)
+{
+	struct job	*j, *next;
+	size_t		 idx;
+	bool		 from_retry;
+	int		 rc;
+
+	for (j = p->jobs; j != NULL; j = next) {
+		next = j->next;
+		if (j->state != JOB_FETCH)
+			continue;
+		while (j->fail_rc == 0 && p->fatal == 0 && !p->cancelled) {
+			if (j->retry_count > 0) {
+				idx = j->retry[j->retry_count - 1];
+				from_retry = true;
+			} else {
+				while (j->cursor < j->global->block_count &&
+				    (j->bstate[j->cursor] & BLK_DONE))
+					j->cursor++;
+				if (j->cursor >= j->global->block_count)
+					break;
+				idx = j->cursor;
+				from_retry = false;
+			}
+			if (p->inflight > 0 && p->inflight +
+			    (uint64_t)j->global->blocks[idx].size >
+			    PULL_MAX_INFLIGHT)
+				return;
+			p->inflight += (uint64_t)j->global->blocks[idx].size;
+			rc = start_block(j, idx);
+			if (rc <= 0)
+				p->inflight -=
+				    (uint64_t)j->global->blocks[idx].size;
+			if (rc == 0) {
+				/* Every peer busy: a response or the timer
+				 * brings us back. */
+				if (!from_retry) {
+					j->retry[j->retry_count++] = idx;
+					j->cursor++;
+				}
+				arm_timer(p, PULL_RETRY_MS);
+				break;
+			}
+			if (from_retry)
+				j->retry_count--;
+			else
+				j->cursor++;
+			if (rc < 0) {
+				blk_fail(j, rc);
+				break;
+			}
+		}
+		job_check(j);
+	}
+}
+
+static void
+pump(struct pull *p)
+{
+	if (p->finishing)
+		return;
+	if (p->in_pump) {
+		p->pump_again = true;
+		return;
+	}
+	p->in_pump = true;
+	do {
+		p->pump_again = false;
+		pump_once(p);
+	} while (p->pump_again && !p->finishing);
+	p->in_pump = false;
+}
+
+static void
+prep_done(uv_work_t *req, int status)
+{
+	struct job	*j = req->data;
+	struct pull	*p = j->p;
+	size_t		 i;
+
+	p->ops--;
+	if (status != 0)
+		j->rc = status;
+	if (j->rc != 0 || j->rescan) {
+		job_end(j, j->rc, true);
+		return;
+	}
+	if (j->op != OP_FILE) {
+		j->state = JOB_COMMIT;
+		commit(j);
+		return;
+	}
+	if (j->disk_global) {
+		j->state = JOB_COMMIT;
+		commit(j);
+		return;
+	}
+	p->prog.bytes_reused += j->reused_bytes;
+	p->prog.blocks_reused += j->reused_blocks;
+	for (i = 0; i < j->global->block_count; i++)
+		if (j->bstate[i] & BLK_DONE)
+			j->done_count++;
+	j->state = JOB_FETCH;
+	if (p->fatal != 0 || p->cancelled) {
+		job_end(j, -ECANCELED, true);
+		return;
+	}
+	job_check(j);
+	pump(p);
+}
+
+/* Should the local regular file become a conflict copy (invariant 2)? */
+static bool
+want_conflict(const struct pull *p, const struct record *l,
+    const struct record *g)
+{
+	if (l == NULL || l->deleted || l->type != RECORD_TYPE_FILE)
+		return false;
+	if (l->invalid)
+		/* A receive-only local change loses to the cluster but is
+		 * kept as a (local) conflict copy (bep-brief §11). */
+		return (l->local_flags & RECORD_LOCAL_RECEIVEONLY) != 0;
+	if (record_vector_concurrent(&l->version, &g->version))
+		return true;
+	return counter_of(&g->version, p->p.short_id) >
+	    counter_of(&l->version, p->p.short_id);
+}
+
+/*
+ * The safety net of bep-brief §10.7: a global deletion concurrent with
+ * our valid item deletes nothing; our record takes both vectors (not
+ * bumped), so the item wins everywhere.
+ */
+static int
+merge_keep(struct pull *p, const struct record *l, const struct record *g)
+{
+	struct record	*r;
+	char		 e[PULL_NAME_LOG];
+	int		 rc;
+
+	r = record_dup(l);
+	record_vector_merge(&r->version, &g->version);
+	rc = db_local_put(p->p.db, p->p.folder_idx, r);
+	if (rc == 0) {
+		LOG_INFO("pull", "folder \"%s\": \"%s\" was deleted elsewhere "
+		    "but changed here; kept", p->folder_id,
+		    esc(l->name, e, sizeof(e)));
+		p->prog.files_done++;
+		if (p->p.on_local_change != NULL)
+			p->p.on_local_change(r, p->p.arg);
+	}
+	record_free(r);
+	return rc;
+}
+
+/*
+ * Set up and start the job for one needed name. Returns true when the job
+ * went asynchronous, false when it already ended (skipped or done).
+ */
+static bool
+job_start(struct pull *p, const char *name)
+{
+	struct job	*j;
+	struct record	*g = NULL;
+	uv_work_cb	 work;
+	char		 e[PULL_NAME_LOG];
+	const char	*slash;
+	int64_t		 dev;
+	int		 rc;
+
+	j = xcalloc(1, sizeof(*j));
+	j->p = p;
+	j->dirfd = -1;
+	j->tmpfd = -1;
+	j->name = xstrdup(name);
+	slash = strrchr(j->name, '/');
+	j->base = slash != NULL ? slash + 1 : j->name;
+	j->ignore_perms = p->p.ignore_perms;
+	j->now = time(NULL);
+	j->next = p->jobs;
+	p->jobs = j;
+	p->njobs++;
+
+	rc = model_global(p->p.db, p->p.folder_idx, name, &g, &dev);
+	if (rc == SH_ENOTFOUND) {
+		/* Gone from the global view since the batch was taken. */
+		job_end(j, 0, false);
+		return false;
+	}
+	if (rc != 0)
+		goto fail;
+	j->global = g;
+	rc = db_file_get(p->p.db, p->p.folder_idx, DB_LOCAL_DEVICE, name,
+	    &j->local);
+	if (rc == SH_ENOTFOUND)
+		j->local = NULL;
+	else if (rc != 0)
+		goto fail;
+	if (!model_needs(j->local, g)) {
+		job_end(j, 0, false);
+		return false;
+	}
+	if (record_name_validate(name, strlen(name)) != 0 ||
+	    record_name_internal(name) || record_validate(g) != 0 ||
+	    (g->type == RECORD_TYPE_SYMLINK && !g->deleted &&
+	    (g->symlink_target == NULL || g->symlink_target[0] == '\0'))) {
+		LOG_WARN("pull", "folder \"%s\": invalid record \"%s\"; "
+		    "skipped", p->folder_id, esc(name, e, sizeof(e)));
+		rc = SH_EPROTO;
+		goto fail;
+	}
+	if (strlen(j->base) > NAME_MAX) {
+		j->bad_name = true;
+		rc = -ENAMETOOLONG;
+		goto fail;
+	}
+	/* Ignored names are never pulled; a record the scanner flagged as
+	 * ignored means the same. */
+	if ((j->local != NULL &&
+	    (j->local->local_flags & RECORD_LOCAL_IGNORED)) ||
+	    ignore_match(p->p.ignore, name) != IGNORE_NO) {
+		job_end(j, 0, false);
+		return false;
+	}
+
+	if (g->deleted) {
+		j->op = OP_DELETE;
+		if (j->local != NULL && !j->local->deleted &&
+		    !j->local->invalid &&
+		    record_vector_concurrent(&j->local->version,
+		    &g->version)) {
+			rc = merge_keep(p, j->local, g);
+			job_end(j, rc, false);
+			return false;
+		}
+		work = delete_work;
+	} else if (g->type == RECORD_TYPE_DIRECTORY) {
+		j->op = OP_DIR;
+		work = dir_work;
+	} else if (g->type == RECORD_TYPE_SYMLINK) {
+		j->op = OP_SYMLINK;
+		j->tmpname = pull_temp_name(j->base);
+		work = symlink_work;
+	} else {
+		j->op = OP_FILE;
+		j->tmpname = pull_temp_name(j->base);
+		j->bstate = xcalloc(g->block_count > 0 ? g->block_count : 1, 1);
+		j->btried = xcalloc(g->block_count > 0 ? g->block_count : 1,
+		    sizeof(*j->btried));
+		j->retry = xcalloc(g->block_count > 0 ? g->block_count : 1,
+		    sizeof(*j->retry));
+		rc = model_availability(p->p.db, p->p.folder_idx, name,
+		    &g->version, j->peers, PULL_MAX_PEERS, &j->peer_count);
+		if (rc != 0)
+			goto fail;
+		work = file_prep_work;
+	}
+	j->conflict = want_conflict(p, j->local, g);
+	j->state = JOB_PREP;
+	rc = queue(p, &j->work, j, work, prep_done);
+	if (rc != 0)
+		goto fail;
+	return true;
+fail:
+	job_end(j, rc, false);
+	return false;
+}
+
+static enum phase
+phase_of(const struct model_need *n)
+{
+	if (n->deleted)
+		return PHASE_DELETES;
+	if (n->type == RECORD_TYPE_DIRECTORY)
+		return PHASE_DIRS;
+	return PHASE_FILES;
+}
+
+static int
+collect_cb(const struct model_need *n, void *arg)
+{
+	struct pull	*p = arg;
+	struct item	*it;
+
+	if (nameset_has(&p->seen, n->name))
+		return 0;
+	it = &p->batch[p->batch_count++];
+	it->name = xstrdup(n->name);
+	it->phase = phase_of(n);
+	return p->batch_count >= PULL_BATCH ? 1 : 0;
+}
+
+static void
+batch_free(struct pull *p)
+{
+	size_t	i;
+
+	for (i = 0; i < p->batch_count; i++)
+		free(p->batch[i].name);
+	p->batch_count = 0;
+	p->bi = 0;
+}
+
+/* Take the next batch of needed names not yet seen in this pass. */
+static int
+collect(struct pull *p)
+{
+	size_t	i;
+	int	rc;
+
+	batch_free(p);
+	if (p->seen.count >= PULL_MAX_PASS_NAMES) {
+		p->prog.incomplete = true;
+		return 0;
+	}
+	rc = model_need_foreach(p->p.db, p->p.folder_idx, collect_cb, p);
+	if (rc > 0)
+		rc = 0;
+	/* Every name is tried once per pass: whatever happens to it, the
+	 * next batch does not take it again. */
+	for (i = 0; i < p->batch_count; i++)
+		nameset_add(&p->seen, p->batch[i].name);
+	return rc;
+}
+
+/* Start jobs in need order, one phase at a time. */
+static void
+advance(struct pull *p)
+{
+	struct item	*it;
+	int		 rc;
+
+	if (p->in_advance || !p->started || p->finishing)
+		return;
+	p->in_advance = true;
+	while (p->fatal == 0 && !p->cancelled) {
+		if (p->bi >= p->batch_count) {
+			if (p->njobs > 0)
+				break;
+			rc = collect(p);
+			if (rc != 0) {
+				set_fatal(p, rc, "need list", NULL);
+				break;
+			}
+			if (p->batch_count == 0)
+				break;
+			continue;
+		}
+		it = &p->batch[p->bi];
+		if (p->njobs > 0 && (it->phase != p->cur_phase ||
+		    it->phase != PHASE_FILES || p->njobs >= PULL_MAX_FILES))
+			break;
+		p->bi++;
+		p->cur_phase = it->phase;
+		(void)job_start(p, it->name);
+	}
+	p->in_advance = false;
+	maybe_finish(p);
+}
+
+static void
+timer_close_cb(uv_handle_t *h)
+{
+	struct pull	*p = h->data;
+
+	batch_free(p);
+	free(p->batch);
+	nameset_free(&p->seen);
+	free(p->folder_id);
+	free(p->root);
+	free(p->marker);
+	free(p);
+}
+
+/* End the pass once nothing is under way. */
+static void
+maybe_finish(struct pull *p)
+{
+	int	status;
+
+	if (p->finishing || p->in_advance || p->ops > 0 || p->njobs > 0)
+		return;
+	/* Without a stop, the pass ends only when a fresh batch is empty. */
+	if (p->fatal == 0 && !p->cancelled &&
+	    (!p->started || p->batch_count > 0))
+		return;
+	if (p->fatal != 0)
+		status = p->fatal;
+	else if (p->cancelled)
+		status = -ECANCELED;
+	else
+		status = 0;
+	p->finishing = true;
+	LOG_DEBUG("pull", "folder \"%s\": pass ended: %s; %llu done, "
+	    "%llu failed, %llu rescans, %llu conflicts", p->folder_id,
+	    sh_strerror(status), (unsigned long long)p->prog.files_done,
+	    (unsigned long long)p->prog.files_failed,
+	    (unsigned long long)p->prog.rescans,
+	    (unsigned long long)p->prog.conflicts);
+	p->p.on_done(p, status, p->p.arg);
+	uv_close((uv_handle_t *)&p->timer, timer_close_cb);
+}
+
+static void
+root_work(uv_work_t *req)
+{
+	struct pull	*p = req->data;
+	char		 msg[256];
+
+	p->root_rc = scan_root_check(p->folder_id, p->root, msg, sizeof(msg));
+	if (p->root_rc != 0)
+		LOG_ERROR("pull", "%s; nothing pulled", msg);
+}
+
+static void
+root_done(uv_work_t *req, int status)
+{
+	struct pull		*p = req->data;
+	struct model_counts	 mc;
+	int			 rc;
+
+	p->ops--;
+	rc = status != 0 ? status : p->root_rc;
+	if (rc != 0) {
+		if (p->fatal == 0)
+			p->fatal = rc;
+		maybe_finish(p);
+		return;
+	}
+	rc = model_counts(p->p.db, p->p.folder_idx, &mc);
+	if (rc == 0) {
+		p->prog.need_files = mc.need_files;
+		p->prog.need_bytes = mc.need_bytes;
+	}
+	p->started = true;
+	advance(p);
+}
+
+/* Lifecycle */
+
+int
+pull_start(const struct pull_params *params, struct pull **out)
+{
+	struct pull	*p = NULL;
+	int		 rc;
+
+	*out = NULL;
+	if (params == NULL || params->loop == NULL || params->db == NULL ||
+	    params->folder_id == NULL || params->root == NULL ||
+	    params->on_done == NULL) {
+		rc = -EINVAL;
+		goto out;
+	}
+	if (pthread_once(&proc_once, proc_check) != 0) {
+		rc = -EAGAIN;
+		goto out;
+	}
+	p = xcalloc(1, sizeof(*p));
+	p->p = *params;
+	p->folder_id = xstrdup(params->folder_id);
+	p->root = xstrdup(params->root);
+	p->marker = util_path_join(params->root, FOLDER_MARKER);
+	p->p.folder_id = p->folder_id;
+	p->p.root = p->root;
+	p->batch = xcalloc(PULL_BATCH, sizeof(*p->batch));
+	rc = uv_timer_init(params->loop, &p->timer);
+	if (rc != 0)
+		goto out;
+	p->timer.data = p;
+	rc = queue(p, &p->work, p, root_work, root_done);
+	if (rc != 0) {
+		uv_close((uv_handle_t *)&p->timer, timer_close_cb);
+		p = NULL;
+		goto out;
+	}
+	*out = p;
+	p = NULL;
+	rc = 0;
+out:
+	if (p != NULL) {
+		free(p->batch);
+		free(p->folder_id);
+		free(p->root);
+		free(p->marker);
+		free(p);
+	}
+	return rc;
+}
+
+void
+pull_cancel(struct pull *p)
+{
+	if (p == NULL || p->finishing || p->cancelled)
+		return;
+	p->cancelled = true;
+	/* Come back from the loop, never from inside this call. */
+	if (p->timer_armed) {
+		(void)uv_timer_stop(&p->timer);
+		p->timer_armed = false;
+		p->ops--;
+	}
+	arm_timer(p, 0);
+}
+
+void
+pull_get_progress(const struct pull *p, struct pull_progress *out)
+{
+	*out = p->prog;
+}

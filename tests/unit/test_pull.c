@@ -1,0 +1,1099 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests for pull.c. Each test builds an index in a temp dir, scans a
+ * folder root (with .stfolder) to get real local records, stores remote
+ * records for a made-up device with db_remote_put, and runs one pull pass.
+ * Most tests have no peer able to answer, so every block must come from
+ * the disk: another local file (a rename), the file's old version, or a
+ * temporary file left by an earlier pass. test_pull_blocks_from_peers uses
+ * a fake conn_request defined below (conn.o is then not linked; if pull.c
+ * ever needs more of conn.c, that fake must grow or move). The numbers in
+ * the comments are pull.c's invariants.
+ */
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <uv.h>
+
+#include "shoal/conflict.h"
+#include "shoal/conn.h"
+#include "shoal/db.h"
+#include "shoal/hash.h"
+#include "shoal/identity.h"
+#include "shoal/model.h"
+#include "shoal/pull.h"
+#include "shoal/record.h"
+#include "shoal/scan.h"
+#include "shoal/util.h"
+
+#define BS	RECORD_MIN_BLOCK_SIZE
+
+struct fx {
+	char		*dir;		/* temp dir holding root/ and index.db */
+	char		*root;
+	struct db	*db;
+	int64_t		 idx;
+	int64_t		 rdev;		/* the made-up remote device */
+	uint64_t	 me;		/* our short ID */
+	uint64_t	 them;		/* the remote's short ID */
+	int64_t		 rseq;
+	/* Results of the last pass. */
+	bool		 done;
+	int		 status;
+	struct pull_progress prog;
+	int		 changes;
+	int		 rescans;
+	char		*rescan_name;
+};
+
+static void
+fill(uint8_t *buf, size_t len, unsigned int seed)
+{
+	size_t	i;
+
+	for (i = 0; i < len; i++)
+		buf[i] = (uint8_t)((i * 31 + seed * 7 + (i >> 9)) & 0xff);
+}
+
+static char *
+path_of(struct fx *f, const char *name)
+{
+	return util_path_join(f->root, name);
+}
+
+static void
+write_file(struct fx *f, const char *name, const void *data, size_t len)
+{
+	char	*p = path_of(f, name);
+	int	 fd;
+
+	fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(util_write_all(fd, data, len), 0);
+	assert_int_equal(close(fd), 0);
+	free(p);
+}
+
+static void
+expect_file(struct fx *f, const char *name, const void *data, size_t len)
+{
+	char	*p = path_of(f, name), *got = NULL;
+	size_t	 got_len = 0;
+
+	assert_int_equal(util_read_file(p, 64 << 20, &got, &got_len), 0);
+	assert_int_equal(got_len, len);
+	assert_memory_equal(got, data, len);
+	free(got);
+	free(p);
+}
+
+static bool
+exists(struct fx *f, const char *name)
+{
+	struct stat	 st;
+	char		*p = path_of(f, name);
+	bool		 ok;
+
+	ok = lstat(p, &st) == 0;
+	free(p);
+	return ok;
+}
+
+static int
+setup(void **state)
+{
+	struct fx		*f = xcalloc(1, sizeof(*f));
+	struct device_id	 me, them;
+	char			*p;
+
+	f->dir = xstrdup("/tmp/shoal-test-pull.XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	f->root = util_path_join(f->dir, "root");
+	assert_int_equal(mkdir(f->root, 0755), 0);
+	p = path_of(f, ".stfolder");
+	assert_int_equal(mkdir(p, 0755), 0);
+	free(p);
+	p = util_path_join(f->dir, "index.db");
+	assert_int_equal(db_open(p, &f->db), 0);
+	free(p);
+	assert_int_equal(db_folder_idx(f->db, "f1", &f->idx), 0);
+	memset(&me, 0x11, sizeof(me));
+	memset(&them, 0xC7, sizeof(them));
+	f->me = identity_short_id(&me);
+	f->them = identity_short_id(&them);
+	assert_int_equal(db_device_idx(f->db, &them, &f->rdev), 0);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx	*f = *state;
+	char		*cmd;
+
+	util_fault_clear();
+	db_close(f->db);
+	cmd = xasprintf("chmod -R u+rwx '%s' 2>/dev/null; rm -rf '%s'",
+	    f->dir, f->dir);
+	assert_int_equal(system(cmd), 0);
+	free(cmd);
+	free(f->rescan_name);
+	free(f->root);
+	free(f->dir);
+	free(f);
+	return 0;
+}
+
+static void
+scan(struct fx *f)
+{
+	assert_int_equal(scan_run_once(f->db, f->idx, "f1", f->root, f->me,
+	    NULL, NULL), 0);
+}
+
+static struct record *
+local(struct fx *f, const char *name)
+{
+	struct record	*r = NULL;
+
+	assert_int_equal(db_file_get(f->db, f->idx, DB_LOCAL_DEVICE, name,
+	    &r), 0);
+	return r;
+}
+
+/* A remote file record for `data`, with version `base` (may be NULL)
+ * plus a counter of the remote device. Caller frees. */
+static struct record *
+remote_file(struct fx *f, const char *name, const uint8_t *data, size_t len,
+    const struct record_vector *base, int64_t mtime, uint32_t perms)
+{
+	struct record	*r = record_new();
+	size_t		 i, n;
+
+	r->name = xstrdup(name);
+	r->type = RECORD_TYPE_FILE;
+	r->size = (int64_t)len;
+	r->permissions = perms;
+	r->modified_s = mtime;
+	r->modified_ns = 123456789;
+	r->modified_by = f->them;
+	r->block_size = BS;
+	n = len == 0 ? 1 : (len + BS - 1) / BS;
+	r->blocks = xcalloc(n, sizeof(*r->blocks));
+	r->block_count = n;
+	for (i = 0; i < n; i++) {
+		size_t	off = i * BS, sz = len - off < BS ? len - off : BS;
+
+		if (len == 0)
+			sz = 0;
+		r->blocks[i].offset = (int64_t)off;
+		r->blocks[i].size = (int32_t)sz;
+		assert_int_equal(hash_sha256(data + off, sz,
+		    r->blocks[i].hash), 0);
+		r->blocks[i].weak_hash = hash_adler32(data + off, sz);
+	}
+	record_blocks_hash(r->blocks, r->block_count, r->blocks_hash);
+	r->has_blocks_hash = true;
+	if (base != NULL)
+		record_vector_copy(&r->version, base);
+	record_vector_update(&r->version, f->them, util_now_unix() + 100);
+	return r;
+}
+
+static void
+remote_put(struct fx *f, struct record *r)
+{
+	r->sequence = ++f->rseq;
+	assert_int_equal(record_validate(r), 0);
+	assert_int_equal(db_remote_put(f->db, f->idx, f->rdev, r), 0);
+}
+
+static void
+on_done(struct pull *p, int status, void *arg)
+{
+	struct fx	*f = arg;
+
+	f->done = true;
+	f->status = status;
+	pull_get_progress(p, &f->prog);
+}
+
+static void
+on_change(const struct record *r, void *arg)
+{
+	struct fx	*f = arg;
+
+	(void)r;
+	f->changes++;
+}
+
+static void
+on_rescan(const char *name, void *arg)
+{
+	struct fx	*f = arg;
+
+	f->rescans++;
+	free(f->rescan_name);
+	f->rescan_name = xstrdup(name);
+}
+
+/*
+ * A fake of conn.c's conn_request for the network path: each fake
+ * connection answers from `net_data` on the next loop turn, after
+ * checking the hash as conn.c does, or fails every request, or says
+ * -EAGAIN a number of times first.
+ */
+struct conn {
+	int		 requests;	/* accepted */
+	int		 eagain_left;
+	bool		 fail;
+	int		 outstanding;
+	int		 max_outstanding;
+};
+
+struct fake_resp {
+	uv_timer_t		 t;
+	struct conn		*c;
+	int64_t			 off;
+	int32_t			 size;
+	uint8_t			 hash[RECORD_HASH_LEN];
+	conn_response_cb	 cb;
+	void			*arg;
+};
+
+static uv_loop_t	*net_loop;
+static const uint8_t	*net_data;
+static struct conn	 net_conns[2];
+static int64_t		 net_devs[2];
+
+static void
+fake_close_cb(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void
+fake_fire(uv_timer_t *t)
+{
+	struct fake_resp	*r = t->data;
+	uint8_t			 h[RECORD_HASH_LEN];
+	int			 status = 0;
+
+	r->c->outstanding--;
+	if (r->c->fail)
+		status = SH_ENOTFOUND;
+	else if (hash_sha256(net_data + r->off, (size_t)r->size, h) != 0 ||
+	    memcmp(h, r->hash, sizeof(h)) != 0)
+		status = SH_EPROTO;
+	r->cb(status, status == 0 ? net_data + r->off : NULL,
+	    status == 0 ? (size_t)r->size : 0, r->arg);
+	uv_close((uv_handle_t *)&r->t, fake_close_cb);
+}
+
+int
+conn_request(struct conn *c, const char *folder, const char *name,
+    int64_t offset, int32_t size, const uint8_t hash[RECORD_HASH_LEN],
+    conn_response_cb cb, void *arg)
+{
+	struct fake_resp	*r;
+
+	assert_string_equal(folder, "f1");
+	assert_non_null(name);
+	if (c->eagain_left > 0) {
+		c->eagain_left--;
+		return -EAGAIN;
+	}
+	r = xcalloc(1, sizeof(*r));
+	r->c = c;
+	r->off = offset;
+	r->size = size;
+	memcpy(r->hash, hash, RECORD_HASH_LEN);
+	r->cb = cb;
+	r->arg = arg;
+	assert_int_equal(uv_timer_init(net_loop, &r->t), 0);
+	r->t.data = r;
+	assert_int_equal(uv_timer_start(&r->t, fake_fire, 0, 0), 0);
+	c->requests++;
+	c->outstanding++;
+	if (c->outstanding > c->max_outstanding)
+		c->max_outstanding = c->outstanding;
+	return 0;
+}
+
+static struct conn *
+fake_peer_for(int64_t device_idx, void *arg)
+{
+	size_t	i;
+
+	(void)arg;
+	for (i = 0; i < 2; i++)
+		if (net_devs[i] == device_idx)
+			return &net_conns[i];
+	return NULL;
+}
+
+static int
+run_pull(struct fx *f)
+{
+	struct pull_params	 pp;
+	struct pull		*p = NULL;
+	uv_loop_t		 loop;
+
+	memset(&pp, 0, sizeof(pp));
+	assert_int_equal(uv_loop_init(&loop), 0);
+	pp.loop = &loop;
+	pp.db = f->db;
+	pp.folder_idx = f->idx;
+	pp.folder_id = "f1";
+	pp.root = f->root;
+	pp.short_id = f->me;
+	pp.on_local_change = on_change;
+	pp.on_rescan = on_rescan;
+	pp.on_done = on_done;
+	pp.arg = f;
+	pp.peer_for = fake_peer_for;
+	net_loop = &loop;
+	f->done = false;
+	f->changes = 0;
+	f->rescans = 0;
+	assert_int_equal(pull_start(&pp, &p), 0);
+	/* on_done never runs from inside pull_start. */
+	assert_false(f->done);
+	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	assert_true(f->done);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	return f->status;
+}
+
+static void
+test_pull_rename_from_local_blocks(void **state)
+{
+	struct fx	*f = *state;
+	struct record	*r, *l, *old;
+	struct stat	 st;
+	uint8_t		*data;
+	size_t		 len = 3 * BS + 1000;
+	char		*p;
+
+	data = xmalloc(len);
+	fill(data, len, 1);
+	write_file(f, "a.bin", data, len);
+	scan(f);
+	old = local(f, "a.bin");
+
+	/* The remote renamed a.bin to b.bin: a new b.bin with the same
+	 * blocks, and a.bin deleted after our version. */
+	r = remote_file(f, "b.bin", data, len, NULL, 1700000000, 0640);
+	remote_put(f, r);
+	record_free(r);
+	r = record_dup(old);
+	free(r->blocks);
+	r->blocks = NULL;
+	r->block_count = 0;
+	r->has_blocks_hash = false;
+	r->size = 0;
+	r->deleted = true;
+	r->modified_by = f->them;
+	record_vector_update(&r->version, f->them, util_now_unix() + 100);
+	r->inode = r->dev = 0;
+	remote_put(f, r);
+
+	assert_int_equal(run_pull(f), 0);
+	expect_file(f, "b.bin", data, len);
+	assert_false(exists(f, "a.bin"));
+	/* Every block was copied locally, none asked of a peer. */
+	assert_int_equal(f->prog.blocks_local, 4);
+	assert_int_equal(f->prog.bytes_local, len);
+	assert_int_equal(f->prog.bytes_network, 0);
+	assert_int_equal(f->prog.files_done, 2);
+	assert_int_equal(f->changes, 2);
+
+	/* Mode and mtime applied (bep-brief §10.11). */
+	p = path_of(f, "b.bin");
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0640);
+	assert_int_equal(st.st_mtim.tv_sec, 1700000000);
+	assert_int_equal(st.st_mtim.tv_nsec, 123456789);
+	free(p);
+
+	/* The local records are the received ones, not bumped (§10.6). */
+	l = local(f, "b.bin");
+	assert_int_equal(l->modified_by, f->them);
+	assert_int_equal(l->inode, (uint64_t)st.st_ino);
+	record_free(l);
+	{
+		struct record	*g = NULL;
+		int64_t		 dev;
+
+		assert_int_equal(model_global(f->db, f->idx, "b.bin", &g,
+		    &dev), 0);
+		l = local(f, "b.bin");
+		assert_int_equal(record_vector_compare(&l->version,
+		    &g->version), RECORD_EQUAL);
+		assert_int_equal(l->block_size, g->block_size);
+		assert_int_equal(l->permissions, 0640);
+		record_free(l);
+		record_free(g);
+	}
+	l = local(f, "a.bin");
+	assert_true(l->deleted);
+	assert_int_equal(record_vector_compare(&l->version, &r->version),
+	    RECORD_EQUAL);
+	assert_int_equal(l->modified_by, f->them);
+	record_free(l);
+
+	/* Nothing is needed any more, and a second pass does nothing. */
+	assert_int_equal(run_pull(f), 0);
+	assert_int_equal(f->prog.files_done, 0);
+	assert_int_equal(f->prog.need_files, 0);
+	record_free(r);
+	record_free(old);
+	free(data);
+}
+
+static void
+test_pull_user_change_not_overwritten(void **state)
+{
+	struct fx	*f = *state;
+	struct record	*r, *old, *l;
+	uint8_t		 src[5000], mine[3000];
+	struct timespec	 ts[2];
+	char		*p;
+
+	fill(src, sizeof(src), 2);
+	fill(mine, sizeof(mine), 3);
+	write_file(f, "src.bin", src, sizeof(src));
+	write_file(f, "c.txt", "original", 8);
+	write_file(f, "gone.txt", "keep me", 7);
+	scan(f);
+	old = local(f, "c.txt");
+
+	/* A newer remote version of c.txt whose blocks we have. */
+	r = remote_file(f, "c.txt", src, sizeof(src), &old->version,
+	    1700000000, 0644);
+	remote_put(f, r);
+	record_free(r);
+	record_free(old);
+	/* And a remote deletion of gone.txt after our version. */
+	old = local(f, "gone.txt");
+	r = record_dup(old);
+	free(r->blocks);
+	r->blocks = NULL;
+	r->block_count = 0;
+	r->has_blocks_hash = false;
+	r->size = 0;
+	r->deleted = true;
+	record_vector_update(&r->version, f->them, util_now_unix() + 100);
+	remote_put(f, r);
+	record_free(r);
+	record_free(old);
+
+	/* The user edits both after the last scan (invariant 1). */
+	write_file(f, "c.txt", mine, sizeof(mine));
+	write_file(f, "gone.txt", "edited!", 7);
+	p = path_of(f, "gone.txt");
+	ts[0].tv_sec = ts[1].tv_sec = 1600000000;
+	ts[0].tv_nsec = ts[1].tv_nsec = 0;
+	assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
+	free(p);
+
+	assert_int_equal(run_pull(f), 0);
+	expect_file(f, "c.txt", mine, sizeof(mine));
+	expect_file(f, "gone.txt", "edited!", 7);
+	assert_int_equal(f->prog.rescans, 2);
+	assert_int_equal(f->rescans, 2);
+	assert_int_equal(f->prog.files_done, 0);
+	assert_int_equal(f->changes, 0);
+	/* Our records are untouched: the rescan decides. */
+	l = local(f, "c.txt");
+	assert_int_equal(l->size, 8);
+	assert_int_equal(l->modified_by, f->me);
+	record_free(l);
+	l = local(f, "gone.txt");
+	assert_false(l->deleted);
+	record_free(l);
+	assert_false(exists(f, ".syncthing.c.txt.tmp"));
+}
+
+/* Count entries of the root whose name starts with `prefix`; return the
+ * last one in *name. */
+static int
+count_prefix(struct fx *f, const char *prefix, char **name)
+{
+	DIR		*d;
+	struct dirent	*e;
+	int		 n = 0;
+
+	d = opendir(f->root);
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL) {
+		if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
+			continue;
+		n++;
+		if (name != NULL) {
+			free(*name);
+			*name = xstrdup(e->d_name);
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+static void
+test_pull_concurrent_makes_conflict_copy(void **state)
+{
+	struct fx	*f = *state;
+	struct record	*r, *old, *l;
+	uint8_t		 src[7000];
+	char		 idtext[IDENTITY_SHORT_STR_SIZE];
+	char		*copy = NULL, *want;
+
+	fill(src, sizeof(src), 4);
+	write_file(f, "src.bin", src, sizeof(src));
+	write_file(f, "d.txt", "my version", 10);
+	scan(f);
+	old = local(f, "d.txt");
+
+	/* A concurrent remote version (not built on ours) with a later
+	 * mtime: it wins the conflict (bep-brief §10.7). */
+	r = remote_file(f, "d.txt", src, sizeof(src), NULL,
+	    util_now_unix() + 1000, 0644);
+	assert_true(record_vector_concurrent(&r->version, &old->version));
+	remote_put(f, r);
+
+	assert_int_equal(run_pull(f), 0);
+	expect_file(f, "d.txt", src, sizeof(src));
+	assert_int_equal(f->prog.conflicts, 1);
+	assert_int_equal(count_prefix(f, "d.sync-conflict-", &copy), 1);
+	/* Named after the winner's modified_by (§17.22). */
+	identity_short_format(f->them, idtext);
+	want = xasprintf("-%s.txt", idtext);
+	assert_true(strlen(copy) > strlen(want));
+	assert_string_equal(copy + strlen(copy) - strlen(want), want);
+	assert_true(conflict_is_copy(copy));
+	expect_file(f, copy, "my version", 10);
+	/* The folder is told to scan the copy in. */
+	assert_non_null(f->rescan_name);
+	assert_string_equal(f->rescan_name, copy);
+	l = local(f, "d.txt");
+	assert_int_equal(record_vector_compare(&l->version, &r->version),
+	    RECORD_EQUAL);
+	record_free(l);
+	free(want);
+	free(copy);
+	record_free(r);
+	record_free(old);
+}
+
+static void
+test_pull_resumes_temp_file(void **state)
+{
+	struct fx	*f = *state;
+	struct record	*r;
+	uint8_t		*data, *junk;
+	size_t		 len = 4 * BS;
+
+	data = xmalloc(len);
+	junk = xmalloc(BS);
+	fill(data, len, 5);
+	memset(junk, 0xEE, BS);
+	/* Blocks 2 and 3 exist in another local file. */
+	write_file(f, "other.bin", data + 2 * BS, 2 * BS);
+	scan(f);
+	/* An earlier pass wrote blocks 0 and 1 of big.bin to its temp file
+	 * and was interrupted in block 2 (garbage there). */
+	write_file(f, ".syncthing.big.bin.tmp", data, 2 * BS);
+	{
+		char	*p = path_of(f, ".syncthing.big.bin.tmp");
+		int	 fd = open(p, O_WRONLY);
+
+		assert_true(fd >= 0);
+		assert_int_equal(util_pwrite_all(fd, junk, BS / 2, 2 * BS), 0);
+		close(fd);
+		free(p);
+	}
+	r = remote_file(f, "big.bin", data, len, NULL, 1700000000, 0600);
+	remote_put(f, r);
+	record_free(r);
+
+	assert_int_equal(run_pull(f), 0);
+	expect_file(f, "big.bin", data, len);
+	assert_int_equal(f->prog.blocks_reused, 2);
+	assert_int_equal(f->prog.bytes_reused, 2 * BS);
+	assert_int_equal(f->prog.blocks_local, 2);
+	assert_int_equal(f->prog.blocks_network, 0);
+	assert_false(exists(f, ".syncthing.big.bin.tmp"));
+	free(junk);
+	free(data);
+}
+
+static void
+test_pull_no_source_keeps_temp(void **state)
+{
+	struct fx	*f = *state;
+	struct record	*r;
+	uint8_t		 data[1000];
+
+	fill(data, sizeof(data), 6);
+	r = remote_file(f, "nowhere.bin", data, sizeof(data), NULL,
+	    1700000000, 0644);
+	remote_put(f, r);
+	record_free(r);
+	/* No peer and no local copy: the file fails for this pass. */
+	assert_int_equal(run_pull(f), 0);
+	assert_int_equal(f->prog.files_failed, 1);
+	assert_false(exists(f, "nowhere.bin"));
+}
+
+/* A newer remote version of e.txt whose blocks are in src.bin. */
+static void
+setup_update(struct fx *f, uint8_t *src, size_t len)
+{
+	struct record	*r, *old;
+
+	fill(src, len, 7);
+	write_file(f, "src.bin", src, len);
+	write_file(f, "e.txt", "precious", 8);
+	scan(f);
+	old = local(f, "e.txt");
+	r = remote_file(f, "e.txt", src, len, &old->version, 1700000000,
+	    0644);
+	remote_put(f, r);
+	record_free(r);
+	record_free(old);
+}
+
+static void
+check_untouched(struct fx *f)
+{
+	struct record	*l;
+
+	expect_file(f, "e.txt", "precious", 8);
+	l = local(f, "e.txt");
+	assert_int_equal(l->size, 8);
+	assert_int_equal(l->modified_by, f->me);
+	record_free(l);
+}
+
+static void
+test_pull_fault_rename_keeps_original(void **state)
+{
+	struct fx	*f = *state;
+	uint8_t		 src[3000];
+
+	setup_update(f, src, sizeof(src));
+	util_fault_set(UTIL_FAULT_RENAME, 1, EIO);
+	assert_int_equal(run_pull(f), -EIO);
+	util_fault_clear();
+	check_untouched(f);
+	/* The next pass finishes the job from the kept temp file. */
+	assert_int_equal(run_pull(f), 0);
+	expect_file(f, "e.txt", src, sizeof(src));
+	assert_int_equal(f->prog.blocks_reused, 1);
+}
+
+static void
+test_pull_fault_enospc_keeps_original(void **state)
+{
+	struct fx	*f = *state;
+	uint8_t		 src[3000];
+
+	setup_update(f, src, sizeof(src));
+	util_fault_set(UTIL_FAULT_WRITE, 1, ENOSPC);
+	/* A full disk stops the pass with the error (invariant 7). */
+	assert_int_equal(run_pull(f), -ENOSPC);
+	util_fault_clear();
+	check_untouched(f);
+	assert_int_equal(run_pull(f), 0);
+	expect_file(f, "e.txt", src, sizeof(src));
+}
+
+static void
+test_pull_fault_fsync_keeps_original(void **state)
+{
+	struct fx	*f = *state;
+	uint8_t		 src[3000];
+
+	setup_update(f, src, sizeof(src));
+	util_fault_set(UTIL_FAULT_FSYNC, 1, EIO);
+	assert_int_equal(run_pull(f), -EIO);
+	util_fault_clear();
+	check_untouched(f);
+}
+
+static void
+test_pull_finds_finished_file_after_crash(void **state)
+{
+	struct fx	*f = *state;
+	struct record	*l;
+	struct timespec	 ts[2];
+	struct stat	 st;
+	uint8_t		 src[3000];
+	char		*p;
+
+	setup_update(f, src, sizeof(src));
+	/* A pass renamed the new e.txt into place and died before storing
+	 * its record (invariant 4): the file is already the global one. */
+	write_file(f, "e.txt", src, sizeof(src));
+	p = path_of(f, "e.txt");
+	ts[0].tv_sec = ts[1].tv_sec = 1700000000;
+	ts[0].tv_nsec = ts[1].tv_nsec = 123456789;
+	assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
+	assert_int_equal(stat(p, &st), 0);
+	free(p);
+
+	assert_int_equal(run_pull(f), 0);
+	assert_int_equal(f->prog.files_done, 1);
+	assert_int_equal(f->prog.rescans, 0);
+	assert_int_equal(f->prog.blocks_local, 0);
+	l = local(f, "e.txt");
+	assert_int_equal(l->modified_by, f->them);
+	assert_int_equal(l->size, (int64_t)sizeof(src));
+	assert_int_equal(l->inode, (uint64_t)st.st_ino);
+	record_free(l);
+	expect_file(f, "e.txt", src, sizeof(src));
+}
+
+static void
+test_pull_cancel(void **state)
+{
+	struct fx		*f = *state;
+	struct pull_params	 pp;
+	struct pull		*p = NULL;
+	uv_loop_t		 loop;
+	uint8_t			 src[3000];
+
+	setup_update(f, src, sizeof(src));
+	memset(&pp, 0, sizeof(pp));
+	assert_int_equal(uv_loop_init(&loop), 0);
+	pp.loop = &loop;
+	pp.db = f->db;
+	pp.folder_idx = f->idx;
+	pp.folder_id = "f1";
+	pp.root = f->root;
+	pp.short_id = f->me;
+	pp.on_done = on_done;
+	pp.arg = f;
+	assert_int_equal(pull_start(&pp, &p), 0);
+	pull_cancel(p);
+	assert_false(f->done);
+	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	assert_true(f->done);
+	assert_int_equal(f->status, -ECANCELED);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	check_untouched(f);
+	/* Missing parameters fail at once. */
+	pp.on_done = NULL;
+	assert_int_equal(pull_start(&pp, &p), -EINVAL);
+	assert_null(p);
+}
+
+static void
+test_pull_delete_keeps_nonempty_dir(void **state)
+{
+	struct fx	*f = *state;
+	struct record	*r, *l;
+	const char	*names[] = { "d/f", "d" };
+	char		*p;
+	size_t		 i;
+
+	p = path_of(f, "d");
+	assert_int_equal(mkdir(p, 0755), 0);
+	free(p);
+	write_file(f, "d/f", "file", 4);
+	scan(f);
+	for (i = 0; i < 2; i++) {
+		l = local(f, names[i]);
+		r = record_dup(l);
+		free(r->blocks);
+		r->blocks = NULL;
+		r->block_count = 0;
+		r->has_blocks_hash = false;
+		r->size = 0;
+		r->deleted = true;
+		r->modified_by = f->them;
+		record_vector_update(&r->version, f->them,
+		    util_now_unix() + 100);
+		remote_put(f, r);
+		record_free(r);
+		record_free(l);
+	}
+	/* A file the index does not know yet appears in d. */
+	write_file(f, "d/new", "new", 3);
+
+	assert_int_equal(run_pull(f), 0);
+	assert_false(exists(f, "d/f"));
+	expect_file(f, "d/new", "new", 3);
+	assert_true(exists(f, "d"));
+	assert_int_equal(f->prog.files_done, 1);
+	assert_int_equal(f->prog.files_failed, 1);
+	l = local(f, "d/f");
+	assert_true(l->deleted);
+	record_free(l);
+	l = local(f, "d");
+	assert_false(l->deleted);
+	record_free(l);
+
+	/* Once d is empty, the next pass removes it. */
+	p = path_of(f, "d/new");
+	assert_int_equal(unlink(p), 0);
+	free(p);
+	assert_int_equal(run_pull(f), 0);
+	assert_false(exists(f, "d"));
+}
+
+static void
+test_pull_missing_marker_stops(void **state)
+{
+	struct fx	*f = *state;
+	uint8_t		 src[3000];
+	char		*p;
+
+	setup_update(f, src, sizeof(src));
+	p = path_of(f, ".stfolder");
+	assert_int_equal(rmdir(p), 0);
+	free(p);
+	/* Invariant 6: nothing is pulled into a folder without marker. */
+	assert_int_equal(run_pull(f), SH_EFOLDER);
+	check_untouched(f);
+	assert_false(exists(f, ".syncthing.e.txt.tmp"));
+}
+
+static void
+test_pull_dirs_symlinks_empty_files(void **state)
+{
+	struct fx	*f = *state;
+	struct record	*r, *l;
+	struct stat	 st;
+	uint8_t		 data[2000];
+	char		 buf[256], *p;
+	ssize_t		 n;
+
+	fill(data, sizeof(data), 8);
+	write_file(f, "seed.bin", data, sizeof(data));
+	scan(f);
+
+	r = record_new();
+	r->name = xstrdup("sub");
+	r->type = RECORD_TYPE_DIRECTORY;
+	r->permissions = 0750;
+	r->modified_s = 1700000000;
+	r->modified_by = f->them;
+	record_vector_update(&r->version, f->them, util_now_unix());
+	remote_put(f, r);
+	record_free(r);
+	r = record_new();
+	r->name = xstrdup("sub/link");
+	r->type = RECORD_TYPE_SYMLINK;
+	r->no_permissions = true;
+	r->symlink_target = xstrdup("../seed.bin");
+	r->modified_by = f->them;
+	record_vector_update(&r->version, f->them, util_now_unix());
+	remote_put(f, r);
+	record_free(r);
+	r = remote_file(f, "sub/copy.bin", data, sizeof(data), NULL,
+	    1700000000, 0644);
+	remote_put(f, r);
+	record_free(r);
+	r = remote_file(f, "sub/empty", (const uint8_t *)"", 0, NULL,
+	    1700000000, 0644);
+	remote_put(f, r);
+	record_free(r);
+
+	assert_int_equal(run_pull(f), 0);
+	assert_int_equal(f->prog.files_done, 4);
+	p = path_of(f, "sub");
+	assert_int_equal(lstat(p, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0750);
+	free(p);
+	p = path_of(f, "sub/link");
+	n = readlink(p, buf, sizeof(buf) - 1);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	assert_string_equal(buf, "../seed.bin");
+	free(p);
+	expect_file(f, "sub/copy.bin", data, sizeof(data));
+	expect_file(f, "sub/empty", "", 0);
+	l = local(f, "sub/link");
+	assert_int_equal(l->type, RECORD_TYPE_SYMLINK);
+	assert_string_equal(l->symlink_target, "../seed.bin");
+	record_free(l);
+
+	/* A rescan finds nothing new: what the pull stored is what is on
+	 * disk, so no version gets bumped. */
+	{
+		int64_t	seq_before, seq_after;
+
+		assert_int_equal(db_max_sequence(f->db, f->idx,
+		    DB_LOCAL_DEVICE, &seq_before), 0);
+		scan(f);
+		assert_int_equal(db_max_sequence(f->db, f->idx,
+		    DB_LOCAL_DEVICE, &seq_after), 0);
+		assert_int_equal(seq_before, seq_after);
+	}
+}
+
+static void
+test_pull_refuses_symlinked_parent(void **state)
+{
+	struct fx	*f = *state;
+	struct record	*r;
+	uint8_t		 data[1500];
+	char		*outside, *link, *p;
+
+	fill(data, sizeof(data), 9);
+	write_file(f, "seed.bin", data, sizeof(data));
+	outside = util_path_join(f->dir, "outside");
+	assert_int_equal(mkdir(outside, 0755), 0);
+	link = path_of(f, "evil");
+	assert_int_equal(symlink(outside, link), 0);
+	scan(f);
+	/* A peer sends evil/x.bin while evil is a symlink here
+	 * (invariant 5): nothing may be written through it. */
+	r = remote_file(f, "evil/x.bin", data, sizeof(data), NULL,
+	    1700000000, 0644);
+	remote_put(f, r);
+	record_free(r);
+
+	assert_int_equal(run_pull(f), 0);
+	assert_int_equal(f->prog.files_failed, 1);
+	p = util_path_join(outside, "x.bin");
+	assert_int_not_equal(access(p, F_OK), 0);
+	free(p);
+	p = util_path_join(outside, ".syncthing.x.bin.tmp");
+	assert_int_not_equal(access(p, F_OK), 0);
+	free(p);
+	free(link);
+	free(outside);
+}
+
+static void
+test_pull_blocks_from_peers(void **state)
+{
+	struct fx		*f = *state;
+	struct device_id	 other;
+	struct record		*r, *l;
+	uint8_t			*data;
+	size_t			 len = 8 * BS + 77;
+
+	data = xmalloc(len);
+	fill(data, len, 10);
+	net_data = data;
+	memset(net_conns, 0, sizeof(net_conns));
+	memset(&other, 0x5A, sizeof(other));
+	net_devs[0] = f->rdev;
+	assert_int_equal(db_device_idx(f->db, &other, &net_devs[1]), 0);
+	/* Both devices hold the same version of net.bin. */
+	r = remote_file(f, "net.bin", data, len, NULL, 1700000000, 0644);
+	remote_put(f, r);
+	r->sequence = 1;
+	assert_int_equal(db_remote_put(f->db, f->idx, net_devs[1], r), 0);
+	/* The first peer fails every block; the second is busy at first. */
+	net_conns[0].fail = true;
+	net_conns[1].eagain_left = 3;
+
+	assert_int_equal(run_pull(f), 0);
+	expect_file(f, "net.bin", data, len);
+	assert_int_equal(f->prog.blocks_network, 9);
+	assert_int_equal(f->prog.bytes_network, len);
+	assert_int_equal(f->prog.blocks_local, 0);
+	/* Blocks were spread over both peers, and every block the first
+	 * one failed went to the second. */
+	assert_true(net_conns[0].requests > 0);
+	assert_int_equal(net_conns[1].requests, 9);
+	assert_int_equal(net_conns[1].eagain_left, 0);
+	l = local(f, "net.bin");
+	assert_int_equal(record_vector_compare(&l->version, &r->version),
+	    RECORD_EQUAL);
+	record_free(l);
+
+	/* No peer at all that can give the blocks: the file fails and
+	 * nothing is put in place. */
+	record_free(r);
+	fill(data, len, 11);
+	r = remote_file(f, "net2.bin", data, len, NULL, 1700000000, 0644);
+	remote_put(f, r);
+	memset(net_conns, 0, sizeof(net_conns));
+	net_conns[0].fail = true;
+	net_devs[1] = -1;
+	assert_int_equal(run_pull(f), 0);
+	assert_int_equal(f->prog.files_failed, 1);
+	assert_false(exists(f, "net2.bin"));
+	assert_true(exists(f, ".syncthing.net2.bin.tmp"));
+	record_free(r);
+	net_data = NULL;
+	free(data);
+}
+
+static void
+test_pull_temp_name(void **state)
+{
+	char	 longname[200], *t;
+
+	(void)state;
+	t = pull_temp_name("a.txt");
+	assert_string_equal(t, ".syncthing.a.txt.tmp");
+	free(t);
+	memset(longname, 'x', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	t = pull_temp_name(longname);
+	/* bep-brief §10.12: hashed when longer than 145 bytes. */
+	assert_int_equal(strlen(t), strlen(".syncthing.") + 64 + 4);
+	assert_true(record_name_internal(t));
+	free(t);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_pull_temp_name),
+		cmocka_unit_test_setup_teardown(
+		    test_pull_rename_from_local_blocks, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pull_user_change_not_overwritten, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pull_concurrent_makes_conflict_copy, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pull_resumes_temp_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pull_no_source_keeps_temp, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pull_fault_rename_keeps_original, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pull_fault_enospc_keeps_original, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pull_fault_fsync_keeps_original, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pull_missing_marker_stops, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pull_finds_finished_file_after_crash, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pull_cancel, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pull_delete_keeps_nonempty_dir, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pull_dirs_symlinks_empty_files, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pull_refuses_symlinked_parent, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pull_blocks_from_peers, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
