@@ -32,6 +32,7 @@
 #include "shoal/config.h"
 #include "shoal/conn.h"
 #include "shoal/daemon.h"
+#include "shoal/disco.h"
 #include "shoal/db.h"
 #include "shoal/folder.h"
 #include "shoal/hash.h"
@@ -77,6 +78,7 @@ struct daemon {
 	struct tls_config	*tls;		/* owned; freed after the loop */
 	struct conn_env		 env;		/* env.cfg follows cfg */
 	struct net		*net;		/* owned; closed async */
+	struct disco		*disco;		/* owned; NULL when off */
 	uv_signal_t		 sigint;
 	uv_signal_t		 sigterm;
 	uv_fs_poll_t		 cfg_poll;
@@ -360,6 +362,9 @@ h_status(const struct api_request *req, json_t **resp, void *arg)
 	    "uptime_s", (json_int_t)((util_now_ms() - d->start_ms) / 1000),
 	    "folders", folders, "peers", peers,
 	    "pending_devices", net_pending_json(d->net));
+	if (o != NULL)
+		json_object_set_new(o, "discovered", d->disco != NULL ?
+		    disco_discovered_json(d->disco) : json_array());
 	*resp = o;
 	return 200;
 }
@@ -554,6 +559,48 @@ noop_close_cb(uv_handle_t *h)
 }
 
 static void
+disco_seen(const struct device_id *id, const char *const *addrs,
+    size_t count, void *arg)
+{
+	struct daemon	*d = arg;
+
+	if (d->net != NULL)
+		if (net_set_dynamic_addresses(d->net, id, addrs, count) != 0)
+			LOG_DEBUG("daemon", "discovered an unknown device");
+}
+
+/*
+ * LAN discovery (bep-brief §15), when either direction is on. A failure
+ * to start it is not fatal: static addresses still work.
+ */
+static void
+start_discovery(struct daemon *d)
+{
+	struct disco_params	 dp;
+	const char		*u[1];
+
+	if (!d->cfg->announce_lan && !d->cfg->listen_lan) {
+		LOG_INFO("daemon", "LAN discovery is off");
+		return;
+	}
+	memset(&dp, 0, sizeof(dp));
+	dp.self = d->env.self;
+	dp.announce = d->cfg->announce_lan;
+	dp.listen = d->cfg->listen_lan;
+	dp.on_seen = disco_seen;
+	dp.arg = d;
+	if (disco_open(&d->loop, &dp, &d->disco) != 0) {
+		LOG_WARN("daemon", "LAN discovery unavailable; devices need "
+		    "static addresses");
+		d->disco = NULL;
+		return;
+	}
+	u[0] = net_listen_addr(d->net);
+	if (disco_set_addresses(d->disco, u, 1) != 0)
+		LOG_WARN("daemon", "cannot announce %s on the LAN", u[0]);
+}
+
+static void
 stop(struct daemon *d, const char *why)
 {
 	size_t	i;
@@ -565,6 +612,8 @@ stop(struct daemon *d, const char *why)
 	for (i = 0; i < d->folder_count; i++)
 		folder_close(d->folders[i]);
 	d->folder_count = 0;
+	disco_close(d->disco);
+	d->disco = NULL;
 	if (d->net != NULL) {
 		net_close(d->net);
 		d->net = NULL;
@@ -699,6 +748,7 @@ daemon_run(const char *home)
 	rc = write_addr_file(&d);
 	if (rc != 0)
 		goto out;
+	start_discovery(&d);
 
 	rc = uv_signal_init(&d.loop, &d.sigint);
 	if (rc == 0)
@@ -740,6 +790,7 @@ out:
 			for (i = 0; i < d.folder_count; i++)
 				folder_close(d.folders[i]);
 			d.folder_count = 0;
+			disco_close(d.disco);
 			if (d.net != NULL)
 				net_close(d.net);
 			if (d.api != NULL)

@@ -35,7 +35,7 @@
 /* Longest host part of a "tcp://HOST:PORT" address, NUL included. */
 #define NET_HOST_SIZE		256
 /* "tcp://[IPv6]:PORT" plus NUL. */
-#define NET_ADDR_SIZE		64
+#define NET_ADDR_SIZE		80
 /* Dynamic (discovered) addresses remembered per device. */
 #define NET_MAX_DYNAMIC_ADDRS	16
 
