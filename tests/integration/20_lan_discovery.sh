@@ -14,103 +14,17 @@
 # crosses the bridge, and tears it down (no shoal needed beyond lib.sh's
 # SHOAL variable).
 
-SCENARIO=$(basename "$0" .sh)
-skip() {
-	echo "[$SCENARIO] SKIP: $*" >&2
-	exit 77
-}
-
-[ "$(id -u)" -eq 0 ] || skip "needs root to create network namespaces"
-command -v ip >/dev/null 2>&1 || skip "no ip command (iproute2)"
-command -v python3 >/dev/null 2>&1 || skip "no python3 (broadcast probe)"
-
-# Names unique to this run, so parallel runs and leftovers never clash.
-NSP="shoal20-$$"
-NS_SW="$NSP-sw"
-NS_a="$NSP-a"
-NS_b="$NSP-b"
-NS_c="$NSP-c"
-NS_CREATED=""
-
-netns_cleanup() {
-	local _ns
-	for _ns in $NS_CREATED; do
-		ip netns del "$_ns" 2>/dev/null
-	done
-	NS_CREATED=""
-}
-
-# Namespaces left by an earlier run that was killed (SIGKILL skips traps).
-for _ns in $(ip netns list 2>/dev/null | awk '{print $1}' |
-    grep '^shoal20-[0-9]*-'); do
-	_pid=${_ns#shoal20-}
-	_pid=${_pid%%-*}
-	kill -0 "$_pid" 2>/dev/null || ip netns del "$_ns" 2>/dev/null
-done
-
-if ! ip netns add "$NS_SW" 2>/dev/null; then
-	skip "ip netns add failed (no CAP_SYS_ADMIN or no netns support)"
-fi
-NS_CREATED="$NS_SW"
-trap 'netns_cleanup' EXIT
-# A timeout's SIGTERM must still run the EXIT trap and tear the LAN down.
-trap 'exit 143' TERM
-trap 'exit 130' INT
+. ./netns.sh
 
 INTERVAL_MS=${SHOAL_DISCO_INTERVAL_MS:-2000}
 export SHOAL_DISCO_INTERVAL_MS=$INTERVAL_MS
 
 . ./lib.sh
 
-# lib.sh's fail() drops the EXIT trap; take the namespaces down too.
-fail() {
-	echo "[$SCENARIO] FAIL: $*" >&2
-	dump_logs >&2
-	echo "[$SCENARIO] kept $T" >&2
-	stop_all
-	netns_cleanup
-	trap - EXIT
-	exit 1
-}
-
-lan_exit() {
-	local _rc=$?
-	# Stop the daemons before their namespaces go away.
-	stop_all
-	netns_cleanup
-	(exit "$_rc")
-	on_exit
-}
-trap lan_exit EXIT
-
-# The CLI must run in the node's namespace: the control API listens on
-# 127.0.0.1 inside it. Every lib.sh helper goes through sh_node.
-ns_of() { eval "echo \$NS_$1"; }
-sh_node() {
-	local _n=$1
-	shift
-	ip netns exec "$(ns_of "$_n")" "$SHOAL" --home "$T/$_n" "$@"
-}
+netns_hook_lib
 
 # --- the network -----------------------------------------------------------
-ip -n "$NS_SW" link add br0 type bridge || fail "bridge"
-# Snooping would drop IPv6 multicast before any MLD report was seen.
-ip -n "$NS_SW" link set br0 type bridge mcast_snooping 0 || fail "snooping"
-ip -n "$NS_SW" link set br0 up || fail "bridge up"
-i=1
-for n in a b c; do
-	ns=$(ns_of $n)
-	ip netns add "$ns" || fail "netns add $ns"
-	NS_CREATED="$NS_CREATED $ns"
-	ip -n "$NS_SW" link add "port-$n" type veth peer name eth0 \
-	    netns "$ns" || fail "veth for $n"
-	ip -n "$NS_SW" link set "port-$n" master br0 up || fail "port-$n"
-	ip -n "$ns" link set lo up || fail "lo up in $ns"
-	ip -n "$ns" addr add "10.77.0.$i/24" brd + dev eth0 || fail "addr $n"
-	ip -n "$ns" link set eth0 up || fail "eth0 up in $ns"
-	i=$((i + 1))
-done
-log "namespaces $NS_CREATED up"
+lan_setup a b c
 
 # A UDP broadcast from a must reach b and c across the bridge, exactly
 # the path the announcements take. Receivers time out on their own.

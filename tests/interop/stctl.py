@@ -6,7 +6,8 @@ Everything stays on loopback: listen and GUI addresses are 127.0.0.1,
 global discovery, relays, NAT, usage reporting, crash reporting and
 upgrades are switched off. Only the standard library is used.
 
-  stctl.py init HOME LISTEN_PORT GUI_PORT [--lan]   prints the device ID
+  stctl.py init HOME LISTEN_PORT GUI_PORT [--lan] [--listen-host H]
+                                                    prints the device ID
   stctl.py add-device HOME ID NAME ADDRESS
   stctl.py add-folder HOME FOLDER_ID PATH [--type T] DEVICE_ID...
   stctl.py get HOME /rest/PATH                      prints the JSON
@@ -32,6 +33,9 @@ def _set(parent, tag, text):
 
 
 def cmd_init(home, listen_port, gui_port, *flags):
+    host = "127.0.0.1"
+    if "--listen-host" in flags:
+        host = flags[flags.index("--listen-host") + 1]
     out = subprocess.run(["syncthing", "generate", "--home=" + home,
                           "--no-default-folder"], check=True,
                          capture_output=True, text=True)
@@ -42,7 +46,7 @@ def cmd_init(home, listen_port, gui_port, *flags):
     tree = ET.parse(_config(home))
     root = tree.getroot()
     opts = root.find("options")
-    _set(opts, "listenAddress", "tcp://127.0.0.1:%s" % listen_port)
+    _set(opts, "listenAddress", "tcp://%s:%s" % (host, listen_port))
     _set(opts, "globalAnnounceEnabled", "false")
     _set(opts, "localAnnounceEnabled", "true" if "--lan" in flags else "false")
     _set(opts, "relaysEnabled", "false")
