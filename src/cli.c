@@ -822,14 +822,56 @@ cmd_folder_list(struct cli *c, int argc, char **argv)
 	return CLI_EXIT_OK;
 }
 
+static int	no_daemon(const struct cli *c);
+
+/* folder override / revert: done by the running daemon. */
 static int
-cmd_folder_unavailable(struct cli *c, int argc, char **argv)
+cmd_folder_action(struct cli *c, int argc, char **argv)
 {
-	(void)c;
+	const char	*what = strchr(argv[0], ' ') + 1;
+	json_t		*j;
+	char		*path = NULL, *body = NULL;
+	int		 r, status, rc = CLI_EXIT_FAIL;
+
 	if (argc != 2)
 		return usage_error(argv[0], "expected one FOLDER_ID");
-	return fail("folder %s: needs the sync engine, which this build does "
-	    "not include yet", argv[0]);
+	if (!config_folder_id_valid(argv[1]))
+		return usage_error(argv[0], "bad folder ID \"%s\"", argv[1]);
+	if (need_home(c) != 0)
+		return CLI_EXIT_FAIL;
+	path = xasprintf("/rest/folder/%s?folder=%s", what, argv[1]);
+	r = daemon_call(c, "POST", path, &status, &body);
+	if (r == -ECONNREFUSED) {
+		rc = no_daemon(c);
+		goto out;
+	}
+	if (r != 0) {
+		fail("cannot reach the daemon: %s", sh_strerror(r));
+		goto out;
+	}
+	j = json_loads(body, 0, NULL);
+	if (status != 200) {
+		const char *m = json_string_value(json_object_get(j, "error"));
+
+		fail("folder %s: %s", what, m != NULL ? m : body);
+		json_decref(j);
+		goto out;
+	}
+	if (strcmp(what, "revert") == 0)
+		printf("%lld local change(s) dropped; %lld item(s) that exist "
+		    "only here kept\n", (long long)json_integer_value(
+		    json_object_get(j, "reverted")), (long long)
+		    json_integer_value(json_object_get(j, "kept")));
+	else
+		printf("%lld item(s) overridden with our version\n",
+		    (long long)json_integer_value(json_object_get(j,
+		    "overridden")));
+	json_decref(j);
+	rc = CLI_EXIT_OK;
+out:
+	free(path);
+	free(body);
+	return rc;
 }
 
 /* ---- status, scan, conflicts ---- */
@@ -1182,10 +1224,10 @@ static const struct cli_cmd folder_cmds[] = {
 	  "stay on disk)." },
 	{ "list", cmd_folder_list,
 	  "shoal folder list [--json]\n  List configured folders." },
-	{ "override", cmd_folder_unavailable,
+	{ "override", cmd_folder_action,
 	  "shoal folder override FOLDER_ID\n  Send-only folders: push our "
 	  "state over remote changes." },
-	{ "revert", cmd_folder_unavailable,
+	{ "revert", cmd_folder_action,
 	  "shoal folder revert FOLDER_ID\n  Receive-only folders: drop local "
 	  "changes and take the global state." },
 	{ NULL, NULL, NULL }

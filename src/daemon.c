@@ -335,6 +335,17 @@ folder_json(struct daemon *d, struct folder *f)
 	    "watching", st.watching,
 	    "watch_degraded", st.watch_degraded,
 	    "sequence", (json_int_t)st.local_sequence);
+	json_object_set_new(o, "receive_only_changed",
+	    json_integer((json_int_t)st.receive_only_changed));
+	json_object_set_new(o, "pull", json_pack("{s:b, s:I, s:I, s:I, s:I, "
+	    "s:I, s:I, s:I}", "running", st.pull_running,
+	    "files_done", (json_int_t)st.pull.files_done,
+	    "files_failed", (json_int_t)st.pull.files_failed,
+	    "conflicts", (json_int_t)st.pull.conflicts,
+	    "bytes_network", (json_int_t)st.pull.bytes_network,
+	    "bytes_local", (json_int_t)st.pull.bytes_local,
+	    "bytes_reused", (json_int_t)st.pull.bytes_reused,
+	    "completed", (json_int_t)st.pulls_completed));
 	return o;
 }
 
@@ -393,6 +404,78 @@ h_scan(const struct api_request *req, json_t **resp, void *arg)
 	free(id);
 	folder_request_scan(f, NULL);
 	*resp = json_pack("{s:b}", "ok", 1);
+	return 200;
+}
+
+/* Shared by override and revert: find the folder named in the query. */
+static struct folder *
+query_folder(struct daemon *d, const struct api_request *req, json_t **resp,
+    int *status)
+{
+	struct folder	*f;
+	char		*id;
+
+	id = api_query_param(req->query, "folder");
+	if (id == NULL) {
+		*resp = json_pack("{s:s}", "error", "missing folder=ID");
+		*status = 400;
+		return NULL;
+	}
+	f = find_folder(d, id, NULL);
+	if (f == NULL) {
+		*resp = json_pack("{s:s+}", "error", "unknown folder ", id);
+		*status = 404;
+	}
+	free(id);
+	return f;
+}
+
+static int
+h_override(const struct api_request *req, json_t **resp, void *arg)
+{
+	struct folder	*f;
+	size_t		 n = 0;
+	int		 status = 200, rc;
+
+	f = query_folder(arg, req, resp, &status);
+	if (f == NULL)
+		return status;
+	rc = folder_override(f, &n);
+	if (rc == -EINVAL) {
+		*resp = json_pack("{s:s}", "error", "override is for send-only "
+		    "folders");
+		return 409;
+	}
+	if (rc != 0) {
+		*resp = json_pack("{s:s}", "error", sh_strerror(rc));
+		return 500;
+	}
+	*resp = json_pack("{s:I}", "overridden", (json_int_t)n);
+	return 200;
+}
+
+static int
+h_revert(const struct api_request *req, json_t **resp, void *arg)
+{
+	struct folder	*f;
+	size_t		 n = 0, kept = 0;
+	int		 status = 200, rc;
+
+	f = query_folder(arg, req, resp, &status);
+	if (f == NULL)
+		return status;
+	rc = folder_revert(f, &n, &kept);
+	if (rc == -EINVAL) {
+		*resp = json_pack("{s:s}", "error", "revert is for receive-only "
+		    "folders");
+		return 409;
+	}
+	if (rc != 0) {
+		*resp = json_pack("{s:s}", "error", sh_strerror(rc));
+		return 500;
+	}
+	*resp = json_pack("{s:I, s:I}", "reverted", (json_int_t)n, "kept",
+	    (json_int_t)kept);
 	return 200;
 }
 
@@ -725,6 +808,8 @@ daemon_run(const char *home)
 	api_route(d.api, "GET", "/rest/status", h_status, &d);
 	api_route(d.api, "POST", "/rest/scan", h_scan, &d);
 	api_route(d.api, "POST", "/rest/config/reload", h_reload, &d);
+	api_route(d.api, "POST", "/rest/folder/override", h_override, &d);
+	api_route(d.api, "POST", "/rest/folder/revert", h_revert, &d);
 	api_route(d.api, "POST", "/rest/debug/fetch", h_fetch_start, &d);
 	api_route(d.api, "GET", "/rest/debug/fetch", h_fetch_status, &d);
 

@@ -188,6 +188,7 @@ enum db_stmt {
 	ST_FOLDER_BLOCKS_DROP,
 	ST_FOLDER_IDS_DROP,
 	ST_DEVICE_ID_GET,
+	ST_LOCAL_FLAGGED,
 	ST_GLOBAL_CANDIDATES,
 	ST_GLOBAL_PUT,
 	ST_GLOBAL_DEL,
@@ -281,7 +282,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 	    "coalesce(sum(deleted = 0 AND invalid = 0 AND type = 1), 0), "
 	    "coalesce(sum(CASE WHEN deleted = 0 AND invalid = 0 AND "
 	    "type IN (0, 4) THEN size ELSE 0 END), 0), "
-	    "coalesce(sum(deleted != 0), 0) "
+	    "coalesce(sum(deleted != 0), 0), "
+	    "coalesce(sum((local_flags & 2) != 0), 0) "
 	    "FROM files WHERE folder = ?1 AND device = ?2",
 	/* Our present items, and how many of them the device has at the
 	 * same version (equal vectors encode to equal blobs). */
@@ -303,6 +305,9 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_FOLDER_FILES_DROP] = "DELETE FROM files WHERE folder = ?1",
 	[ST_FOLDER_BLOCKS_DROP] = "DELETE FROM blocks WHERE folder = ?1",
 	[ST_FOLDER_IDS_DROP] = "DELETE FROM index_ids WHERE folder = ?1",
+	[ST_LOCAL_FLAGGED] = "SELECT name, type, size, deleted, invalid, "
+	    "sequence FROM files WHERE folder = ?1 AND device = 0 AND "
+	    "(local_flags & ?2) != 0 ORDER BY name",
 	[ST_DEVICE_ID_GET] = "SELECT device_id FROM devices WHERE idx = ?1",
 	[ST_GLOBAL_CANDIDATES] = "SELECT device, version, deleted, "
 	    "invalid != 0 OR local_flags != 0, modified_s, modified_ns, type, "
@@ -1923,6 +1928,7 @@ db_counts(struct db *db, int64_t folder, int64_t device, struct db_counts *out)
 	out->directories = (uint64_t)sqlite3_column_int64(s, 1);
 	out->bytes = (uint64_t)sqlite3_column_int64(s, 2);
 	out->deleted = (uint64_t)sqlite3_column_int64(s, 3);
+	out->receive_only_changed = (uint64_t)sqlite3_column_int64(s, 4);
 out:
 	stmt_done(s, false);
 	return rc;
@@ -2247,5 +2253,38 @@ db_device_id(struct db *db, int64_t device, struct device_id *out)
 	rc = 0;
 out:
 	stmt_done(s, false);
+	return rc;
+}
+
+int
+db_local_flagged(struct db *db, int64_t folder, uint32_t flags,
+    db_entry_cb cb, void *arg)
+{
+	struct db_entry	 e;
+	sqlite3_stmt	*s = NULL;
+	bool		 own = false;
+	int		 rc, r = SQLITE_DONE;
+
+	rc = stmt_get_iter(db, ST_LOCAL_FLAGGED, &s, &own);
+	if (rc != 0)
+		return rc;
+	if (sqlite3_bind_int64(s, 1, folder) != SQLITE_OK ||
+	    sqlite3_bind_int64(s, 2, flags) != SQLITE_OK) {
+		rc = dberr(db, "bind");
+		goto out;
+	}
+	while (rc == 0 && (r = sqlite3_step(s)) == SQLITE_ROW) {
+		e.name = (const char *)sqlite3_column_text(s, 0);
+		e.type = (enum record_type)sqlite3_column_int(s, 1);
+		e.size = sqlite3_column_int64(s, 2);
+		e.deleted = sqlite3_column_int(s, 3) != 0;
+		e.invalid = sqlite3_column_int(s, 4) != 0;
+		e.sequence = sqlite3_column_int64(s, 5);
+		rc = cb(&e, arg);
+	}
+	if (rc == 0 && r != SQLITE_DONE)
+		rc = dberr(db, "flagged");
+out:
+	stmt_done(s, own);
 	return rc;
 }

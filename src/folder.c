@@ -57,6 +57,7 @@
 #include "shoal/folder.h"
 #include "shoal/ignore.h"
 #include "shoal/log.h"
+#include "shoal/model.h"
 #include "shoal/pull.h"
 #include "shoal/scan.h"
 #include "shoal/util.h"
@@ -385,6 +386,7 @@ start_scan(struct folder *f)
 	f->scan_root = xstrdup(f->cfg.path);
 	p.root = f->scan_root;
 	p.short_id = f->short_id;
+	p.receive_only = (f->cfg.type == CONFIG_FOLDER_RECEIVEONLY);
 	p.ignore = f->ignore;
 	p.change_cb = scan_change;
 	p.done_cb = scan_done;
@@ -777,6 +779,7 @@ folder_get_status(struct folder *f, struct folder_status *out)
 	out->watching = f->watch != NULL;
 	out->watch_degraded = f->watch != NULL && watch_degraded(f->watch);
 	out->local_sequence = f->local_sequence;
+	out->receive_only_changed = f->counts.receive_only_changed;
 	out->pull_running = f->pull != NULL;
 	if (f->pull != NULL)
 		pull_get_progress(f->pull, &out->pull);
@@ -799,4 +802,172 @@ folder_remote_changed(struct folder *f)
 		return;
 	f->pull_wanted = true;
 	kick(f);
+}
+
+/* ---- send-only override and receive-only revert (bep-brief §11) ---- */
+
+struct name_list {
+	char	**names;
+	size_t	  count;
+};
+
+static int
+collect_need(const struct model_need *n, void *arg)
+{
+	struct name_list *l = arg;
+
+	l->names = xreallocarray(l->names, l->count + 1, sizeof(*l->names));
+	l->names[l->count++] = xstrdup(n->name);
+	return 0;
+}
+
+static int
+collect_entry(const struct db_entry *e, void *arg)
+{
+	struct name_list *l = arg;
+
+	l->names = xreallocarray(l->names, l->count + 1, sizeof(*l->names));
+	l->names[l->count++] = xstrdup(e->name);
+	return 0;
+}
+
+static void
+name_list_free(struct name_list *l)
+{
+	size_t	i;
+
+	for (i = 0; i < l->count; i++)
+		free(l->names[i]);
+	free(l->names);
+}
+
+/*
+ * Make our version of `name` win over the global one: merge the vectors
+ * and bump ours, so ours dominates. Where we have nothing, the result is
+ * a deletion. The caller is inside a transaction.
+ */
+static int
+override_one(struct folder *f, const char *name, int64_t now)
+{
+	struct record	*mine = NULL, *g = NULL;
+	int		 rc;
+
+	rc = model_global(f->db, f->idx, name, &g, NULL);
+	if (rc != 0)
+		goto out;
+	rc = db_file_get(f->db, f->idx, DB_LOCAL_DEVICE, name, &mine);
+	if (rc == SH_ENOTFOUND) {
+		mine = record_new();
+		mine->name = xstrdup(name);
+		mine->type = g->type;
+		mine->permissions = g->permissions;
+		mine->deleted = true;
+		mine->modified_s = now;
+		rc = 0;
+	}
+	if (rc != 0)
+		goto out;
+	record_vector_merge(&mine->version, &g->version);
+	record_vector_update(&mine->version, f->short_id, now);
+	mine->modified_by = f->short_id;
+	mine->local_flags &= ~(uint32_t)RECORD_LOCAL_RECEIVEONLY;
+	rc = db_local_put(f->db, f->idx, mine);
+	if (rc == 0 && f->cb != NULL)
+		f->cb(f, mine, f->arg);
+out:
+	record_free(mine);
+	record_free(g);
+	return rc;
+}
+
+/*
+ * Forget a receive-only local change: an empty vector loses to every
+ * version, so the puller brings back the global one. A name that exists
+ * only here is kept as it is (it has no global version to go back to).
+ */
+static int
+revert_one(struct folder *f, const char *name, size_t *kept)
+{
+	struct record	*mine = NULL;
+	int64_t		 holder;
+	int		 rc;
+
+	rc = db_global_device(f->db, f->idx, name, &holder);
+	if (rc == 0 && holder == DB_LOCAL_DEVICE) {
+		/* Only we have it (an addition made here). */
+		(*kept)++;
+		return 0;
+	}
+	if (rc != 0 && rc != SH_ENOTFOUND)
+		return rc;
+	rc = db_file_get(f->db, f->idx, DB_LOCAL_DEVICE, name, &mine);
+	if (rc != 0)
+		return rc;
+	record_vector_free(&mine->version);
+	mine->local_flags &= ~(uint32_t)RECORD_LOCAL_RECEIVEONLY;
+	rc = db_local_put(f->db, f->idx, mine);
+	if (rc == 0 && f->cb != NULL)
+		f->cb(f, mine, f->arg);
+	record_free(mine);
+	return rc;
+}
+
+int
+folder_override(struct folder *f, size_t *count)
+{
+	struct name_list	l = { NULL, 0 };
+	size_t			i;
+	int			rc;
+
+	*count = 0;
+	if (f->cfg.type != CONFIG_FOLDER_SENDONLY)
+		return -EINVAL;
+	rc = model_need_foreach(f->db, f->idx, collect_need, &l);
+	if (rc == 0)
+		rc = db_begin(f->db);
+	for (i = 0; rc == 0 && i < l.count; i++)
+		rc = override_one(f, l.names[i], util_now_unix());
+	if (rc == 0)
+		rc = db_commit(f->db);
+	else
+		db_rollback(f->db);
+	if (rc == 0) {
+		*count = l.count;
+		LOG_INFO("folder", "folder \"%s\": override: our version of "
+		    "%zu item(s) now wins", f->cfg.id, l.count);
+	}
+	name_list_free(&l);
+	return rc;
+}
+
+int
+folder_revert(struct folder *f, size_t *count, size_t *kept)
+{
+	struct name_list	l = { NULL, 0 };
+	size_t			i;
+	int			rc;
+
+	*count = *kept = 0;
+	if (f->cfg.type != CONFIG_FOLDER_RECEIVEONLY)
+		return -EINVAL;
+	rc = db_local_flagged(f->db, f->idx, RECORD_LOCAL_RECEIVEONLY,
+	    collect_entry, &l);
+	if (rc == 0)
+		rc = db_begin(f->db);
+	for (i = 0; rc == 0 && i < l.count; i++)
+		rc = revert_one(f, l.names[i], kept);
+	if (rc == 0)
+		rc = db_commit(f->db);
+	else
+		db_rollback(f->db);
+	if (rc == 0) {
+		*count = l.count - *kept;
+		LOG_INFO("folder", "folder \"%s\": revert: %zu local change(s) "
+		    "dropped, %zu item(s) that exist only here kept", f->cfg.id,
+		    *count, *kept);
+		refresh_counts(f);
+		folder_remote_changed(f);
+	}
+	name_list_free(&l);
+	return rc;
 }

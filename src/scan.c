@@ -803,7 +803,9 @@ process_ent(struct scan *s, struct walk_ent *e)
 
 	same = old != NULL && !old->deleted && !old->invalid &&
 	    old->type == type;
-	if (same && type != RECORD_TYPE_SYMLINK)
+	/* A record that carries no permissions (pulled with no_permissions,
+	 * or from a peer that ignores them) is not "changed" by mode bits. */
+	if (same && type != RECORD_TYPE_SYMLINK && !old->no_permissions)
 		same = old->permissions == (e->mode & 0777);
 	if (same && type == RECORD_TYPE_SYMLINK)
 		same = old->symlink_target != NULL && e->target != NULL &&
@@ -896,6 +898,10 @@ bump(struct scan *s, struct record *r, const struct record *old, int64_t now)
 	}
 	record_vector_update(&r->version, s->p.short_id, now);
 	r->modified_by = s->p.short_id;
+	/* Receive-only: the change stays local; it is announced as invalid
+	 * and never becomes the global version (bep-brief §11). */
+	if (s->p.receive_only)
+		r->local_flags |= RECORD_LOCAL_RECEIVEONLY;
 }
 
 static void

@@ -46,6 +46,7 @@ struct db_counts {
 	uint64_t	directories;	/* not deleted */
 	uint64_t	bytes;		/* sum of sizes of the counted files */
 	uint64_t	deleted;	/* tombstones */
+	uint64_t	receive_only_changed; /* RECORD_LOCAL_RECEIVEONLY */
 };
 
 /* Lifecycle */
@@ -118,6 +119,10 @@ int	db_max_sequence(struct db *db, int64_t folder, int64_t device,
  */
 int	db_entries_under(struct db *db, int64_t folder, int64_t device,
 	    const char *prefix, db_entry_cb cb, void *arg) SH_MUST_CHECK;
+/* Local records with any of `flags` (RECORD_LOCAL_*), by name. The
+ * callback may not write. */
+int	db_local_flagged(struct db *db, int64_t folder, uint32_t flags,
+	    db_entry_cb cb, void *arg) SH_MUST_CHECK;
 /* Full records with sequence > since, ascending, at most `limit` (0 = no
  * limit). For index exchange. */
 int	db_records_since(struct db *db, int64_t folder, int64_t device,

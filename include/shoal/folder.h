@@ -42,6 +42,7 @@ struct folder_status {
 	bool			 watching;
 	bool			 watch_degraded;
 	int64_t			 local_sequence;
+	uint64_t		 receive_only_changed; /* local changes kept local */
 	bool			 pull_running;
 	struct pull_progress	 pull;		/* current or last pass */
 	uint64_t		 pulls_completed;
@@ -81,6 +82,20 @@ void	folder_set_peer_lookup(struct folder *f, folder_peer_cb cb, void *arg);
 /* A peer's index of this folder changed, or a peer came: run a pull pass
  * when nothing else runs (never in send-only folders). */
 void	folder_remote_changed(struct folder *f);
+
+/*
+ * Send-only folders: make our version of every item we do not hold at the
+ * global version win (merge + bump), so peers take ours. *count = items.
+ * 0, -EINVAL for another folder type, or SH_EDB.
+ */
+int	folder_override(struct folder *f, size_t *count) SH_MUST_CHECK;
+/*
+ * Receive-only folders: drop local changes so the global versions are
+ * pulled back; items that exist only here are kept (*kept). 0, -EINVAL
+ * for another folder type, or SH_EDB.
+ */
+int	folder_revert(struct folder *f, size_t *count, size_t *kept)
+	    SH_MUST_CHECK;
 
 /* Queries */
 const char *folder_id(const struct folder *f);

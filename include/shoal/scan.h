@@ -44,6 +44,7 @@ struct scan_params {
 	const char		*folder_id;	/* borrowed; for logs */
 	const char		*root;		/* borrowed; absolute */
 	uint64_t		 short_id;	/* this device */
+	bool			 receive_only;	/* flag local changes (receiveonly) */
 	const struct ignore	*ignore;	/* borrowed; may be NULL */
 	scan_change_cb		 change_cb;	/* may be NULL */
 	scan_done_cb		 done_cb;

@@ -218,3 +218,11 @@ in_sync() {
 synced() {
 	in_sync "$1" "$5" && in_sync "$3" "$5" && compare_trees "$2" "$4"
 }
+
+# remote_field A B FOLDER NAME COLUMN: one column of the record A holds
+# from B for NAME.
+remote_field() {
+	db_query "$1" "SELECT f.$5 FROM files f
+	    JOIN folders o ON o.idx = f.folder JOIN devices d ON d.idx = f.device
+	    WHERE o.id = '$3' AND f.name = '$4' AND hex(d.device_id) = '$(id_hex "$2")'"
+}
