@@ -96,27 +96,12 @@ conflict_is_copy(const char *name)
 
 /* Operations */
 
-/*
- * Rename without replacing. Some file systems lack RENAME_NOREPLACE
- * (EINVAL); there a check-then-rename is the best we have, and the window
- * is between two syscalls of our own thread.
- */
+/* Rename without replacing (util_renameat handles file systems that
+ * lack RENAME_NOREPLACE, and lets tests inject faults). */
 static int
 rename_noreplace(int dirfd, const char *from, const char *to)
 {
-	struct stat	st;
-
-	if (renameat2(dirfd, from, dirfd, to, RENAME_NOREPLACE) == 0)
-		return 0;
-	if (errno != EINVAL && errno != ENOSYS)
-		return -errno;
-	if (fstatat(dirfd, to, &st, AT_SYMLINK_NOFOLLOW) == 0)
-		return -EEXIST;
-	if (errno != ENOENT)
-		return -errno;
-	if (renameat(dirfd, from, dirfd, to) != 0)
-		return -errno;
-	return 0;
+	return util_renameat(dirfd, from, to, true);
 }
 
 int

@@ -101,6 +101,7 @@ struct folder {
 	struct pull		*pull;		/* running pass or NULL */
 	bool			 pull_wanted;
 	struct pull_progress	 last_pull;
+	struct pull_progress	 pull_total;	/* finished passes, summed */
 	uint64_t		 pulls_completed;
 	folder_peer_cb		 peer_cb;
 	void			*peer_arg;
@@ -463,6 +464,22 @@ pull_rescan(const char *name, void *arg)
 }
 
 static void
+progress_add(struct pull_progress *t, const struct pull_progress *p)
+{
+	t->files_done += p->files_done;
+	t->bytes_done += p->bytes_done;
+	t->files_failed += p->files_failed;
+	t->rescans += p->rescans;
+	t->conflicts += p->conflicts;
+	t->bytes_network += p->bytes_network;
+	t->bytes_local += p->bytes_local;
+	t->bytes_reused += p->bytes_reused;
+	t->blocks_network += p->blocks_network;
+	t->blocks_local += p->blocks_local;
+	t->blocks_reused += p->blocks_reused;
+}
+
+static void
 pull_retry_cb(uv_timer_t *t)
 {
 	struct folder *f = t->data;
@@ -478,6 +495,7 @@ pull_done(struct pull *p, int status, void *arg)
 	char		*msg;
 
 	pull_get_progress(p, &f->last_pull);
+	progress_add(&f->pull_total, &f->last_pull);
 	f->pull = NULL;
 	if (f->closing) {
 		maybe_free(f);
@@ -781,10 +799,16 @@ folder_get_status(struct folder *f, struct folder_status *out)
 	out->local_sequence = f->local_sequence;
 	out->receive_only_changed = f->counts.receive_only_changed;
 	out->pull_running = f->pull != NULL;
-	if (f->pull != NULL)
-		pull_get_progress(f->pull, &out->pull);
-	else
-		out->pull = f->last_pull;
+	/* Totals since the daemon started, the running pass included. */
+	out->pull = f->pull_total;
+	if (f->pull != NULL) {
+		struct pull_progress cur;
+
+		pull_get_progress(f->pull, &cur);
+		progress_add(&out->pull, &cur);
+		out->pull.need_files = cur.need_files;
+		out->pull.need_bytes = cur.need_bytes;
+	}
 	out->pulls_completed = f->pulls_completed;
 }
 

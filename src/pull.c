@@ -76,7 +76,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,8 +232,6 @@ struct pull {
 	bool			 pump_again;
 };
 
-static pthread_once_t	proc_once = PTHREAD_ONCE_INIT;
-static bool		proc_fd_ok;
 
 static void	advance(struct pull *p);
 static void	pump(struct pull *p);
@@ -484,43 +481,17 @@ content_is(int fd, const struct record *g)
 }
 
 /*
- * Rename within dirfd. Replacing renames go through util_rename (so tests
- * can inject faults) using /proc/self/fd paths, which resolve through the
- * descriptor and therefore follow no symlink (invariant 5); without /proc
- * renameat is used. A rename into an absent name uses RENAME_NOREPLACE
- * (invariant 1): -EEXIST means something appeared meanwhile.
+ * Rename within dirfd (no symlink on the way is followed: invariant 5). A
+ * rename into an absent name uses RENAME_NOREPLACE (invariant 1): -EEXIST
+ * means something appeared meanwhile. util_renameat lets tests inject
+ * faults.
  */
 static int
 rename_in(int dirfd, const char *from, const char *to, bool noreplace)
 {
-	char	a[PATH_MAX], b[PATH_MAX];
-
-	if (noreplace) {
-		if (renameat2(dirfd, from, dirfd, to, RENAME_NOREPLACE) == 0)
-			return 0;
-		if (errno != EINVAL && errno != ENOSYS)
-			return -errno;
-		/* The file system lacks RENAME_NOREPLACE: check, then rename
-		 * (the window is between two syscalls of this thread). */
-		if (faccessat(dirfd, to, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
-			return -EEXIST;
-	}
-	if (proc_fd_ok &&
-	    snprintf(a, sizeof(a), "/proc/self/fd/%d/%s", dirfd, from) <
-	    (int)sizeof(a) &&
-	    snprintf(b, sizeof(b), "/proc/self/fd/%d/%s", dirfd, to) <
-	    (int)sizeof(b))
-		return util_rename(a, b);
-	if (renameat(dirfd, from, dirfd, to) != 0)
-		return -errno;
-	return 0;
+	return util_renameat(dirfd, from, to, noreplace);
 }
 
-static void
-proc_check(void)
-{
-	proc_fd_ok = access("/proc/self/fd", X_OK) == 0;
-}
 
 static int
 marker_check(const char *marker)
@@ -1796,10 +1767,6 @@ pull_start(const struct pull_params *params, struct pull **out)
 	    params->folder_id == NULL || params->root == NULL ||
 	    params->on_done == NULL) {
 		rc = -EINVAL;
-		goto out;
-	}
-	if (pthread_once(&proc_once, proc_check) != 0) {
-		rc = -EAGAIN;
 		goto out;
 	}
 	p = xcalloc(1, sizeof(*p));

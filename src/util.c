@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -309,6 +310,29 @@ util_rename(const char *from, const char *to)
 	if (rc != 0)
 		return rc;
 	if (rename(from, to) != 0)
+		return -errno;
+	return 0;
+}
+
+int
+util_renameat(int dirfd, const char *from, const char *to, bool noreplace)
+{
+	int	rc;
+
+	rc = fault_hit(UTIL_FAULT_RENAME);
+	if (rc != 0)
+		return rc;
+	if (noreplace) {
+		if (renameat2(dirfd, from, dirfd, to, RENAME_NOREPLACE) == 0)
+			return 0;
+		if (errno != EINVAL && errno != ENOSYS)
+			return -errno;
+		/* The file system lacks RENAME_NOREPLACE: check, then rename
+		 * (the window is between two syscalls of this thread). */
+		if (faccessat(dirfd, to, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+			return -EEXIST;
+	}
+	if (renameat(dirfd, from, dirfd, to) != 0)
 		return -errno;
 	return 0;
 }

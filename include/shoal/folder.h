@@ -44,7 +44,8 @@ struct folder_status {
 	int64_t			 local_sequence;
 	uint64_t		 receive_only_changed; /* local changes kept local */
 	bool			 pull_running;
-	struct pull_progress	 pull;		/* current or last pass */
+	struct pull_progress	 pull;		/* totals since start, running pass
+						 * included (need_* of that pass) */
 	uint64_t		 pulls_completed;
 };
 

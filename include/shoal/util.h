@@ -94,6 +94,13 @@ ssize_t	util_pread_full(int fd, void *buf, size_t len, off_t off);
 int	util_fsync(int fd) SH_MUST_CHECK;
 int	util_fsync_dir(const char *dir) SH_MUST_CHECK;
 int	util_rename(const char *from, const char *to) SH_MUST_CHECK;
+/*
+ * Rename `from` to `to`, both names in directory `dirfd` (so no symlink on
+ * the way is followed). With `noreplace`, fails with -EEXIST rather than
+ * replace an existing `to`. Subject to UTIL_FAULT_RENAME. 0 or -errno.
+ */
+int	util_renameat(int dirfd, const char *from, const char *to,
+	    bool noreplace) SH_MUST_CHECK;
 
 /* Hex encode `len` bytes into `out` (2*len+1 bytes). */
 void	util_hex(const uint8_t *in, size_t len, char *out);

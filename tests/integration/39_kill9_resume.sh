@@ -33,6 +33,8 @@ cmp "$T/fa/big.bin" "$T/fb/big.bin" || fail "corrupted file"
 reused=$(folder_field b f pull.bytes_reused)
 net=$(folder_field b f pull.bytes_network)
 [ "$reused" -gt 0 ] || fail "no block of the temp file was reused (partial ${partial} KiB)"
-[ $((reused + net)) -le $((size + 1048576)) ] || fail "reused $reused + network $net exceeds the file"
-[ "$net" -lt "$size" ] || fail "the whole file crossed the network again ($net bytes)"
+# Counters are totals since b started (a pass that found no peer yet may
+# have counted the reused blocks once already): what matters is that the
+# network carried less than the file.
+[ "$net" -le $((size - 8 * 1048576)) ] || fail "the verified blocks crossed the network again ($net bytes)"
 log "passed (partial ${partial} KiB, reused $reused bytes, fetched $net bytes after restart)"

@@ -2,6 +2,7 @@
 /* Unit tests for util.c: capped buffers, atomic writes under injected
  * faults, file reading caps, mkdir -p, number parsing. */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -157,6 +158,42 @@ test_util_mkdir_p(void **state)
 }
 
 static void
+test_util_renameat(void **state)
+{
+	char	*d = make_tmpdir(), *a = util_path_join(d, "a");
+	char	*b = util_path_join(d, "b"), *data = NULL;
+	size_t	 len;
+	int	 dfd;
+
+	(void)state;
+	assert_int_equal(util_write_file_atomic(a, "A", 1, 0600), 0);
+	assert_int_equal(util_write_file_atomic(b, "B", 1, 0600), 0);
+	dfd = open(d, O_RDONLY | O_DIRECTORY);
+	assert_true(dfd >= 0);
+	/* No-replace refuses an existing target and changes nothing. */
+	assert_int_equal(util_renameat(dfd, "a", "b", true), -EEXIST);
+	assert_int_equal(util_read_file(b, 10, &data, &len), 0);
+	assert_string_equal(data, "B");
+	free(data);
+	/* An injected fault leaves both names as they were. */
+	util_fault_set(UTIL_FAULT_RENAME, 1, EIO);
+	assert_int_equal(util_renameat(dfd, "a", "b", false), -EIO);
+	util_fault_clear();
+	assert_int_equal(util_read_file(a, 10, &data, &len), 0);
+	assert_string_equal(data, "A");
+	free(data);
+	assert_int_equal(util_renameat(dfd, "a", "b", false), 0);
+	assert_int_equal(util_read_file(b, 10, &data, &len), 0);
+	assert_string_equal(data, "A");
+	free(data);
+	close(dfd);
+	free(a);
+	free(b);
+	rm_rf(d);
+	free(d);
+}
+
+static void
 test_util_path_join(void **state)
 {
 	char	*p;
@@ -219,6 +256,7 @@ main(void)
 		cmocka_unit_test(test_util_atomic_write_faults),
 		cmocka_unit_test(test_util_read_file_cap),
 		cmocka_unit_test(test_util_mkdir_p),
+		cmocka_unit_test(test_util_renameat),
 		cmocka_unit_test(test_util_path_join),
 		cmocka_unit_test(test_util_parse_u64),
 		cmocka_unit_test(test_util_hex),
