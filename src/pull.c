@@ -47,6 +47,13 @@
  *       the libuv thread pool; the index, the connections and every
  *       counter are touched only on the loop. A pool job reads its own job
  *       and the pull's root path, which never changes.
+ *   (9) Records of pulled items are stored in groups (group commit): up
+ *       to PULL_COMMIT_BATCH per transaction, always before the next need
+ *       list is read and before the pass ends, so thousands of small files
+ *       do not pay a transaction (and an index message) each. An item is
+ *       on disk, fsynced, before its record is queued; a crash in between
+ *       leaves a file that already matches the global record, which the
+ *       next pass recognises and records without writing.
  *
  * Job state machine (struct job, j->state):
  *
@@ -230,10 +237,18 @@ struct pull {
 	bool			 in_advance;
 	bool			 in_pump;
 	bool			 pump_again;
+
+	/* Group commit (invariant 9): records of finished files, stored in
+	 * one transaction per PULL_COMMIT_BATCH or at batch and pass ends. */
+	struct record		**cq;		/* owned records */
+	size_t			 cq_count;
 };
 
 
+#define PULL_COMMIT_BATCH	256
+
 static void	advance(struct pull *p);
+static void	flush_commits(struct pull *p);
 static void	pump(struct pull *p);
 static void	job_check(struct job *j);
 static void	maybe_finish(struct pull *p);
@@ -1038,15 +1053,11 @@ commit(struct job *j)
 	struct pull	*p = j->p;
 	struct record	*r = NULL;
 	char		 e[PULL_NAME_LOG];
-	int		 rc;
 
 	r = record_dup(j->global);
 	r->inode = j->ino;
 	r->dev = j->dev;
 	r->local_flags = 0;
-	rc = db_local_put(p->p.db, p->p.folder_idx, r);
-	if (rc != 0)
-		goto out;
 	if (j->late_rc != 0 && is_fatal_io(j->late_rc))
 		set_fatal(p, j->late_rc, "cannot sync the directory of",
 		    j->name);
@@ -1057,11 +1068,47 @@ commit(struct job *j)
 	p->prog.files_done++;
 	if (!r->deleted && r->type == RECORD_TYPE_FILE)
 		p->prog.bytes_done += (uint64_t)r->size;
-	if (p->p.on_local_change != NULL)
-		p->p.on_local_change(r, p->p.arg);
-out:
-	record_free(r);
-	job_end(j, rc, true);
+	/* The file is in place (fsynced, renamed); its record joins the
+	 * next group commit. A crash before that is recovered by the next
+	 * pass, which finds the file already matching the global record. */
+	p->cq = xreallocarray(p->cq, p->cq_count + 1, sizeof(*p->cq));
+	p->cq[p->cq_count++] = r;
+	if (p->cq_count >= PULL_COMMIT_BATCH)
+		flush_commits(p);
+	job_end(j, 0, true);
+}
+
+/*
+ * Store the queued records in one transaction, then announce them. A
+ * failure stops the pass (the files are in place; the next pass stores
+ * their records).
+ */
+static void
+flush_commits(struct pull *p)
+{
+	size_t	i, n = p->cq_count;
+	int	rc;
+
+	if (n == 0)
+		return;
+	rc = db_begin(p->p.db);
+	for (i = 0; rc == 0 && i < n; i++)
+		rc = db_local_put(p->p.db, p->p.folder_idx, p->cq[i]);
+	if (rc == 0)
+		rc = db_commit(p->p.db);
+	else
+		db_rollback(p->p.db);
+	if (rc != 0)
+		set_fatal(p, rc, "cannot store pulled records, first",
+		    p->cq[0]->name);
+	p->cq_count = 0;
+	for (i = 0; i < n; i++) {
+		if (rc == 0 && p->p.on_local_change != NULL)
+			p->p.on_local_change(p->cq[i], p->p.arg);
+		record_free(p->cq[i]);
+	}
+	LOG_DEBUG("pull", "folder \"%s\": stored %zu pulled records", p->folder_id,
+	    n);
 }
 
 static void
@@ -1655,6 +1702,10 @@ advance(struct pull *p)
 		if (p->bi >= p->batch_count) {
 			if (p->njobs > 0)
 				break;
+			/* The next need list must see what this batch did. */
+			flush_commits(p);
+			if (p->fatal != 0)
+				break;
 			rc = collect(p);
 			if (rc != 0) {
 				set_fatal(p, rc, "need list", NULL);
@@ -1683,6 +1734,7 @@ timer_close_cb(uv_handle_t *h)
 
 	batch_free(p);
 	free(p->batch);
+	free(p->cq);
 	nameset_free(&p->seen);
 	free(p->folder_id);
 	free(p->root);
@@ -1698,6 +1750,9 @@ maybe_finish(struct pull *p)
 
 	if (p->finishing || p->in_advance || p->ops > 0 || p->njobs > 0)
 		return;
+	/* Cancelled or stopped: store what is already in place. */
+	if (p->fatal != 0 || p->cancelled)
+		flush_commits(p);
 	/* Without a stop, the pass ends only when a fresh batch is empty. */
 	if (p->fatal == 0 && !p->cancelled &&
 	    (!p->started || p->batch_count > 0))
