@@ -255,6 +255,47 @@ save_config(const struct cli *c, const struct config *cfg)
 	return rc == 0 ? 0 : CLI_EXIT_FAIL;
 }
 
+/*
+ * Read-modify-write of the config under its lock, for every config
+ * command. `fn` changes the config and returns 0 to save it,
+ * EDIT_UNCHANGED when nothing needs saving, or CLI_EXIT_FAIL/USAGE after
+ * reporting a failure. A running daemon is asked to reload afterwards.
+ */
+#define EDIT_UNCHANGED	100
+typedef int (*edit_fn)(struct config *cfg, void *arg);
+
+static int
+edit_config(struct cli *c, edit_fn fn, void *arg)
+{
+	struct config	*cfg = NULL;
+	int		 lock, r, rc = CLI_EXIT_FAIL;
+
+	if (need_home(c) != 0)
+		return CLI_EXIT_FAIL;
+	lock = lock_config(c);
+	if (lock < 0)
+		return fail("cannot lock config: %s", sh_strerror(lock));
+	if (load_config(c, &cfg) != 0)
+		goto out;
+	r = fn(cfg, arg);
+	if (r == EDIT_UNCHANGED) {
+		rc = CLI_EXIT_OK;
+		goto out;
+	}
+	if (r != 0) {
+		rc = r;
+		goto out;
+	}
+	if (save_config(c, cfg) != 0)
+		goto out;
+	nudge_daemon(c);
+	rc = CLI_EXIT_OK;
+out:
+	config_free(cfg);
+	close(lock);
+	return rc;
+}
+
 /* Create PATH (if needed) and its .stfolder marker. */
 static int
 prepare_folder_dir(const char *path)
@@ -456,6 +497,26 @@ parse_device(const char *cmd, const char *s, struct device_id *out)
 	return 0;
 }
 
+struct device_add_args {
+	struct device_id	 id;
+	const char		*name;
+	const char		**addrs;
+	size_t			 naddr;
+	bool			 introducer;
+};
+
+static int
+device_add_edit(struct config *cfg, void *arg)
+{
+	struct device_add_args	*a = arg;
+	char			 err[CONFIG_ERR_SIZE];
+
+	if (config_device_add(cfg, &a->id, a->name, a->addrs, a->naddr,
+	    a->introducer, err, sizeof(err)) != 0)
+		return fail("%s", err);
+	return 0;
+}
+
 static int
 cmd_device_add(struct cli *c, int argc, char **argv)
 {
@@ -466,13 +527,11 @@ cmd_device_add(struct cli *c, int argc, char **argv)
 		{ NULL, 0, NULL, 0 }
 	};
 	const char		*addrs[CLI_MAX_LIST];
-	struct config		*cfg = NULL;
-	struct device_id	 id;
+	struct device_add_args	 a;
 	const char		*name = "";
-	char			 err[CONFIG_ERR_SIZE];
 	size_t			 naddr = 0;
 	bool			 introducer = false;
-	int			 ch, r, lock = -1, rc = CLI_EXIT_FAIL;
+	int			 ch, r;
 
 	optind = 0;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -492,65 +551,41 @@ cmd_device_add(struct cli *c, int argc, char **argv)
 	}
 	if (argc - optind != 1)
 		return usage_error("device add", "expected one device ID");
-	r = parse_device("device add", argv[optind], &id);
+	r = parse_device("device add", argv[optind], &a.id);
 	if (r != 0)
 		return r;
-	if (need_home(c) != 0)
-		return CLI_EXIT_FAIL;
-	lock = lock_config(c);
-	if (lock < 0)
-		return fail("cannot lock config: %s", sh_strerror(lock));
-	if (load_config(c, &cfg) != 0)
-		goto out;
-	r = config_device_add(cfg, &id, name, addrs, naddr, introducer, err,
-	    sizeof(err));
-	if (r != 0) {
-		fail("%s", err);
-		goto out;
+	a.name = name;
+	a.addrs = addrs;
+	a.naddr = naddr;
+	a.introducer = introducer;
+	return edit_config(c, device_add_edit, &a);
+}
+
+static int
+device_remove_edit(struct config *cfg, void *arg)
+{
+	const struct device_id	*id = arg;
+	char			 idstr[IDENTITY_ID_STR_SIZE];
+
+	if (config_device_remove(cfg, id) != 0) {
+		identity_id_format(id, idstr);
+		return fail("device %s is not configured", idstr);
 	}
-	if (save_config(c, cfg) != 0)
-		goto out;
-	nudge_daemon(c);
-	rc = CLI_EXIT_OK;
-out:
-	config_free(cfg);
-	close(lock);
-	return rc;
+	return 0;
 }
 
 static int
 cmd_device_remove(struct cli *c, int argc, char **argv)
 {
-	struct config		*cfg = NULL;
-	struct device_id	 id;
-	char			 idstr[IDENTITY_ID_STR_SIZE];
-	int			 r, lock = -1, rc = CLI_EXIT_FAIL;
+	struct device_id	id;
+	int			r;
 
 	if (argc != 2)
 		return usage_error("device remove", "expected one device ID");
 	r = parse_device("device remove", argv[1], &id);
 	if (r != 0)
 		return r;
-	if (need_home(c) != 0)
-		return CLI_EXIT_FAIL;
-	lock = lock_config(c);
-	if (lock < 0)
-		return fail("cannot lock config: %s", sh_strerror(lock));
-	if (load_config(c, &cfg) != 0)
-		goto out;
-	if (config_device_remove(cfg, &id) != 0) {
-		identity_id_format(&id, idstr);
-		fail("device %s is not configured", idstr);
-		goto out;
-	}
-	if (save_config(c, cfg) != 0)
-		goto out;
-	nudge_daemon(c);
-	rc = CLI_EXIT_OK;
-out:
-	config_free(cfg);
-	close(lock);
-	return rc;
+	return edit_config(c, device_remove_edit, &id);
 }
 
 static int
@@ -602,6 +637,38 @@ cmd_device_list(struct cli *c, int argc, char **argv)
 
 /* ---- folder ---- */
 
+struct folder_add_args {
+	const char		*id;
+	const char		*path;
+	enum config_folder_type	 type;
+	enum config_versioning	 vers;
+	uint32_t		 rescan;
+	bool			 watch;
+	const struct device_id	*shares;
+	size_t			 nshare;
+};
+
+static int
+folder_add_edit(struct config *cfg, void *arg)
+{
+	struct folder_add_args	*a = arg;
+	char			 err[CONFIG_ERR_SIZE];
+	size_t			 i;
+
+	if (config_folder_add(cfg, a->id, a->path, a->type, a->vers,
+	    a->rescan, a->watch, err, sizeof(err)) != 0)
+		return fail("%s", err);
+	for (i = 0; i < a->nshare; i++)
+		if (config_folder_share(cfg, a->id, &a->shares[i], err,
+		    sizeof(err)) != 0)
+			return fail("%s", err);
+	/* Make the directory and marker before the daemon can see the folder,
+	 * so it never starts in the "marker missing" error state. */
+	if (prepare_folder_dir(a->path) != 0)
+		return CLI_EXIT_FAIL;
+	return 0;
+}
+
 static int
 cmd_folder_add(struct cli *c, int argc, char **argv)
 {
@@ -614,15 +681,14 @@ cmd_folder_add(struct cli *c, int argc, char **argv)
 		{ NULL, 0, NULL, 0 }
 	};
 	struct device_id	 shares[CLI_MAX_LIST];
+	struct folder_add_args	 a;
 	enum config_folder_type	 type = CONFIG_FOLDER_SENDRECEIVE;
 	enum config_versioning	 vers = CONFIG_VERSIONING_NONE;
-	struct config		*cfg = NULL;
-	char			 err[CONFIG_ERR_SIZE];
 	char			*path = NULL;
 	uint64_t		 rescan = CONFIG_DEFAULT_RESCAN_S;
-	size_t			 nshare = 0, i;
+	size_t			 nshare = 0;
 	bool			 watch = true;
-	int			 ch, r, lock = -1, rc = CLI_EXIT_FAIL;
+	int			 ch, r, rc;
 
 	optind = 0;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -661,115 +727,74 @@ cmd_folder_add(struct cli *c, int argc, char **argv)
 	if (!config_folder_id_valid(argv[optind]))
 		return usage_error("folder add", "bad folder ID \"%s\" (use 1-64 "
 		    "letters, digits, '.', '_' or '-')", argv[optind]);
-	if (need_home(c) != 0)
-		return CLI_EXIT_FAIL;
 	path = absolute_path(argv[optind + 1]);
 	if (path == NULL)
 		return fail("cannot resolve path \"%s\"", argv[optind + 1]);
-	lock = lock_config(c);
-	if (lock < 0) {
-		fail("cannot lock config: %s", sh_strerror(lock));
-		goto out;
-	}
-	if (load_config(c, &cfg) != 0)
-		goto out;
-	r = config_folder_add(cfg, argv[optind], path, type, vers,
-	    (uint32_t)rescan, watch, err, sizeof(err));
-	if (r != 0) {
-		fail("%s", err);
-		goto out;
-	}
-	for (i = 0; i < nshare; i++) {
-		r = config_folder_share(cfg, argv[optind], &shares[i], err,
-		    sizeof(err));
-		if (r != 0) {
-			fail("%s", err);
-			goto out;
-		}
-	}
-	/* Make the directory and marker before the daemon can see the folder,
-	 * so it never starts in the "marker missing" error state. */
-	if (prepare_folder_dir(path) != 0)
-		goto out;
-	if (save_config(c, cfg) != 0)
-		goto out;
-	nudge_daemon(c);
-	rc = CLI_EXIT_OK;
-out:
-	config_free(cfg);
+	a.id = argv[optind];
+	a.path = path;
+	a.type = type;
+	a.vers = vers;
+	a.rescan = (uint32_t)rescan;
+	a.watch = watch;
+	a.shares = shares;
+	a.nshare = nshare;
+	rc = edit_config(c, folder_add_edit, &a);
 	free(path);
-	if (lock >= 0)
-		close(lock);
 	return rc;
+}
+
+struct folder_share_args {
+	const char		*folder;
+	struct device_id	 id;
+};
+
+static int
+folder_share_edit(struct config *cfg, void *arg)
+{
+	struct folder_share_args	*a = arg;
+	char				 err[CONFIG_ERR_SIZE];
+	int				 r;
+
+	r = config_folder_share(cfg, a->folder, &a->id, err, sizeof(err));
+	/* Already shared: the desired state holds, nothing to write. */
+	if (r == SH_EEXIST)
+		return EDIT_UNCHANGED;
+	if (r != 0)
+		return fail("%s", err);
+	return 0;
 }
 
 static int
 cmd_folder_share(struct cli *c, int argc, char **argv)
 {
-	struct config		*cfg = NULL;
-	struct device_id	 id;
-	char			 err[CONFIG_ERR_SIZE];
-	int			 r, lock = -1, rc = CLI_EXIT_FAIL;
+	struct folder_share_args	a;
+	int				r;
 
 	if (argc != 3)
 		return usage_error("folder share", "expected FOLDER_ID and DEVICE_ID");
-	r = parse_device("folder share", argv[2], &id);
+	r = parse_device("folder share", argv[2], &a.id);
 	if (r != 0)
 		return r;
-	if (need_home(c) != 0)
-		return CLI_EXIT_FAIL;
-	lock = lock_config(c);
-	if (lock < 0)
-		return fail("cannot lock config: %s", sh_strerror(lock));
-	if (load_config(c, &cfg) != 0)
-		goto out;
-	r = config_folder_share(cfg, argv[1], &id, err, sizeof(err));
-	if (r == SH_EEXIST) {
-		/* Already shared: the desired state holds, nothing to write. */
-		rc = CLI_EXIT_OK;
-		goto out;
-	}
-	if (r != 0) {
-		fail("%s", err);
-		goto out;
-	}
-	if (save_config(c, cfg) != 0)
-		goto out;
-	nudge_daemon(c);
-	rc = CLI_EXIT_OK;
-out:
-	config_free(cfg);
-	close(lock);
-	return rc;
+	a.folder = argv[1];
+	return edit_config(c, folder_share_edit, &a);
+}
+
+static int
+folder_remove_edit(struct config *cfg, void *arg)
+{
+	const char	*id = arg;
+
+	if (config_folder_remove(cfg, id) != 0)
+		return fail("folder \"%s\" is not configured", id);
+	return 0;
 }
 
 static int
 cmd_folder_remove(struct cli *c, int argc, char **argv)
 {
-	struct config	*cfg = NULL;
-	int		 lock = -1, rc = CLI_EXIT_FAIL;
-
 	if (argc != 2)
 		return usage_error("folder remove", "expected one FOLDER_ID");
-	if (need_home(c) != 0)
-		return CLI_EXIT_FAIL;
-	lock = lock_config(c);
-	if (lock < 0)
-		return fail("cannot lock config: %s", sh_strerror(lock));
-	if (load_config(c, &cfg) != 0)
-		goto out;
-	if (config_folder_remove(cfg, argv[1]) != 0) {
-		fail("folder \"%s\" is not configured", argv[1]);
-		goto out;
-	}
-	if (save_config(c, cfg) != 0)
-		goto out;
-	nudge_daemon(c);
-	rc = CLI_EXIT_OK;
-out:
-	config_free(cfg);
-	close(lock);
-	return rc;
+	return edit_config(c, folder_remove_edit, argv[1]);
 }
 
 static int

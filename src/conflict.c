@@ -152,33 +152,6 @@ out:
 	return rc;
 }
 
-/* Open the directory holding the last component of `name` under `root`,
- * following no symlink below root. Returns an fd or -errno. */
-static int
-open_parent(const char *root, const char *name)
-{
-	const char	*p, *slash;
-	char		*comp;
-	int		 fd, nfd;
-
-	fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	p = name;
-	while ((slash = strchr(p, '/')) != NULL) {
-		comp = xstrndup(p, (size_t)(slash - p));
-		nfd = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-		    O_CLOEXEC);
-		nfd = nfd < 0 ? -errno : nfd;
-		free(comp);
-		close(fd);
-		if (nfd < 0)
-			return nfd;
-		fd = nfd;
-		p = slash + 1;
-	}
-	return fd;
-}
 
 int
 conflict_move(const char *root, const char *name, time_t now,
@@ -187,7 +160,7 @@ conflict_move(const char *root, const char *name, time_t now,
 	int	dirfd = -1, rc;
 
 	*out_name = NULL;
-	rc = open_parent(root, name);
+	rc = util_open_parent(root, name);
 	if (rc < 0)
 		goto out;
 	dirfd = rc;

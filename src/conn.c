@@ -853,33 +853,17 @@ fail:
 static int
 open_below(const char *root, const char *name)
 {
-	char	*copy = xstrdup(name), *p = copy, *slash;
-	int	 dfd, fd, rc;
+	const char	*base = strrchr(name, '/');
+	int		 dfd, fd;
 
-	dfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0) {
-		rc = -errno;
-		goto out;
-	}
-	while ((slash = strchr(p, '/')) != NULL) {
-		*slash = '\0';
-		fd = openat(dfd, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-		    O_CLOEXEC);
-		if (fd < 0) {
-			rc = -errno;
-			close(dfd);
-			goto out;
-		}
-		close(dfd);
-		dfd = fd;
-		p = slash + 1;
-	}
-	fd = openat(dfd, p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	rc = fd < 0 ? -errno : fd;
+	dfd = util_open_parent(root, name);
+	if (dfd < 0)
+		return dfd;
+	fd = openat(dfd, base != NULL ? base + 1 : name,
+	    O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	fd = fd < 0 ? -errno : fd;
 	close(dfd);
-out:
-	free(copy);
-	return rc;
+	return fd;
 }
 
 static void

@@ -365,33 +365,6 @@ pull_temp_name(const char *base)
 
 /* Pool helpers: they touch only their arguments. */
 
-/* Open the directory holding the last component of `name` under `root`
- * without following any symlink below root (invariant 5). fd or -errno. */
-static int
-open_parent(const char *root, const char *name)
-{
-	const char	*q, *slash;
-	char		*comp;
-	int		 fd, nfd;
-
-	fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	q = name;
-	while ((slash = strchr(q, '/')) != NULL) {
-		comp = xstrndup(q, (size_t)(slash - q));
-		nfd = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-		    O_CLOEXEC);
-		nfd = nfd < 0 ? -errno : nfd;
-		free(comp);
-		close(fd);
-		if (nfd < 0)
-			return nfd;
-		fd = nfd;
-		q = slash + 1;
-	}
-	return fd;
-}
 
 /* lstat `base` in dirfd; for a symlink also read its target (caller
  * frees *target). *absent when there is nothing. 0 or -errno. */
@@ -546,7 +519,7 @@ file_prep_work(uv_work_t *req)
 	size_t		 i;
 	int		 fd = -1, rc;
 
-	rc = open_parent(j->p->root, j->name);
+	rc = util_open_parent(j->p->root, j->name);
 	if (rc < 0) {
 		if (rc == -ELOOP || rc == -ENOTDIR)
 			j->bad_name = true;
@@ -732,7 +705,7 @@ dir_work(uv_work_t *req)
 	bool		 absent;
 	int		 rc;
 
-	rc = open_parent(j->p->root, j->name);
+	rc = util_open_parent(j->p->root, j->name);
 	if (rc < 0) {
 		if (rc == -ELOOP || rc == -ENOTDIR)
 			j->bad_name = true;
@@ -806,7 +779,7 @@ symlink_work(uv_work_t *req)
 	bool		 absent;
 	int		 rc;
 
-	rc = open_parent(j->p->root, j->name);
+	rc = util_open_parent(j->p->root, j->name);
 	if (rc < 0) {
 		if (rc == -ELOOP || rc == -ENOTDIR)
 			j->bad_name = true;
@@ -883,7 +856,7 @@ delete_work(uv_work_t *req)
 	bool		 absent;
 	int		 rc;
 
-	rc = open_parent(j->p->root, j->name);
+	rc = util_open_parent(j->p->root, j->name);
 	if (rc == -ENOENT || rc == -ENOTDIR || rc == -ELOOP) {
 		/* No such parent directory inside the folder: the name
 		 * cannot exist here, so there is nothing to remove. */
@@ -937,7 +910,7 @@ blk_work(uv_work_t *req)
 		const char	*base;
 		int		 dfd;
 
-		dfd = open_parent(b->root, b->src_name);
+		dfd = util_open_parent(b->root, b->src_name);
 		if (dfd < 0) {
 			rc = dfd;
 			goto out;

@@ -338,6 +338,32 @@ util_renameat(int dirfd, const char *from, const char *to, bool noreplace)
 }
 
 int
+util_open_parent(const char *root, const char *name)
+{
+	const char	*p, *slash;
+	char		*comp;
+	int		 fd, nfd;
+
+	fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	p = name;
+	while ((slash = strchr(p, '/')) != NULL) {
+		comp = xstrndup(p, (size_t)(slash - p));
+		nfd = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+		    O_CLOEXEC);
+		nfd = nfd < 0 ? -errno : nfd;
+		free(comp);
+		close(fd);
+		if (nfd < 0)
+			return nfd;
+		fd = nfd;
+		p = slash + 1;
+	}
+	return fd;
+}
+
+int
 util_write_file_atomic(const char *path, const void *data, size_t len,
     mode_t mode)
 {

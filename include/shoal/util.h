@@ -65,6 +65,13 @@ int	util_read_file(const char *path, size_t max_len, char **out,
 	    size_t *out_len) SH_MUST_CHECK;
 /* mkdir -p with `mode` for created directories. 0 or -errno. */
 int	util_mkdir_p(const char *path, mode_t mode) SH_MUST_CHECK;
+/*
+ * Open the directory that holds folder-relative `name` below `root`,
+ * opening each component with O_NOFOLLOW, so no symlink below the root is
+ * ever followed. Returns the directory fd (caller closes) or -errno
+ * (-ELOOP or -ENOTDIR when a component is a symlink).
+ */
+int	util_open_parent(const char *root, const char *name);
 /* Join two path parts with one '/'. Caller frees. */
 char	*util_path_join(const char *a, const char *b);
 

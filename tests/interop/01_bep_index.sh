@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: MIT
 # Shoal and Debian's syncthing (TLS 1.2 allowed on its side) connect on
-# loopback, each reports the other connected, and each one's files appear
-# in the other's global index.
+# loopback, each reports the other connected, each one's files appear in
+# the other's global index, and each pulls the other's files.
+# With SHOAL_DIALS=1 syncthing knows us only as "dynamic", so Shoal must
+# dial (the TLS client role; see 02_bep_dial.sh).
 . ./lib.sh
 require_syncthing
 
@@ -15,7 +17,8 @@ st_init s
 mkdir -p "$T/fs/.stfolder"
 printf 'from syncthing' >"$T/fs/st.txt"
 start_node a
-$STCTL add-device "$T/s" "$(node_id a)" shoal "$(listen_addr a)" || fail "st add-device"
+if [ -n "${SHOAL_DIALS:-}" ]; then st_addr=dynamic; else st_addr=$(listen_addr a); fi
+$STCTL add-device "$T/s" "$(node_id a)" shoal "$st_addr" || fail "st add-device"
 $STCTL add-folder "$T/s" f "$T/fs" "$(node_id a)" || fail "st add-folder"
 sh_node a device add "$ST_ID_s" --name st --address "tcp://127.0.0.1:$ST_PORT_s" || fail "device add"
 sh_node a folder share f "$ST_ID_s" || fail "share"
@@ -40,4 +43,9 @@ wait_until 30 cmp -s "$T/fa/shoal.txt" "$T/fs/shoal.txt" || fail "syncthing did 
 wait_until 30 cmp -s "$T/fa/sdir/n.txt" "$T/fs/sdir/n.txt" || fail "syncthing did not pull sdir/n.txt"
 # And Shoal pulled syncthing's file through syncthing's block server.
 wait_until 30 cmp -s "$T/fs/st.txt" "$T/fa/st.txt" || fail "shoal did not pull st.txt"
+if [ -n "${SHOAL_DIALS:-}" ]; then
+	grep -q "outgoing" "$T/a.log" || fail "shoal did not dial"
+else
+	grep -q "incoming" "$T/a.log" || fail "syncthing did not dial"
+fi
 log "passed"

@@ -1,44 +1,5 @@
 # SPDX-License-Identifier: MIT
-# As 01, but syncthing knows us only as "dynamic", so Shoal must dial: the
-# TLS client role against syncthing. Both report the connection and each
-# one's files appear in the other's global index.
-. ./lib.sh
-require_syncthing
-
-init_node a
-sh_node a folder add f "$T/fa" || fail "folder add"
-printf 'from shoal' >"$T/fa/shoal.txt"
-mkdir "$T/fa/sdir"
-printf 'nested' >"$T/fa/sdir/n.txt"
-
-st_init s
-mkdir -p "$T/fs/.stfolder"
-printf 'from syncthing' >"$T/fs/st.txt"
-start_node a
-$STCTL add-device "$T/s" "$(node_id a)" shoal dynamic || fail "st add-device"
-$STCTL add-folder "$T/s" f "$T/fs" "$(node_id a)" || fail "st add-folder"
-sh_node a device add "$ST_ID_s" --name st --address "tcp://127.0.0.1:$ST_PORT_s" || fail "device add"
-sh_node a folder share f "$ST_ID_s" || fail "share"
-st_start s
-
-wait_until 60 connected a s || fail "shoal does not see syncthing connected: $(status a)"
-wait_until 30 st_connected s "$(node_id a)" || fail "syncthing does not see shoal connected"
-peer_field a s client | grep -q '^syncthing v1\.' || fail "client: $(peer_field a s client)"
-
-# Our files in syncthing's global index.
-for name in shoal.txt sdir sdir/n.txt; do
-	wait_until 30 st_jq s "/rest/db/file?folder=f&file=$name" '.global.name != null' ||
-	    fail "syncthing lacks $name: $(st_get s "/rest/db/file?folder=f&file=$name" 2>&1)"
-done
-st_jq s "/rest/db/file?folder=f&file=shoal.txt" '.global.size == 10' || fail "size in syncthing"
-# Syncthing's file in ours, plus our three items, which syncthing pulled
-# and re-announced with our version vectors.
-wait_until 30 remote_is a s f 4 || fail "shoal lacks syncthing's index ($(remote_count a s f))"
-expect_eq "st.txt size" "$(db_query a "SELECT size FROM files WHERE device != 0 AND name = 'st.txt'")" 14
-# Syncthing pulled our files through our block server: same bytes on its disk.
-wait_until 30 cmp -s "$T/fa/shoal.txt" "$T/fs/shoal.txt" || fail "syncthing did not pull shoal.txt"
-wait_until 30 cmp -s "$T/fa/sdir/n.txt" "$T/fs/sdir/n.txt" || fail "syncthing did not pull sdir/n.txt"
-# And Shoal pulled syncthing's file through syncthing's block server.
-wait_until 30 cmp -s "$T/fs/st.txt" "$T/fa/st.txt" || fail "shoal did not pull st.txt"
-grep -q "outgoing" "$T/a.log" || fail "shoal did not dial"
-log "passed"
+# 01_bep_index.sh with Shoal as the dialling side (TLS client role).
+SHOAL_DIALS=1
+export SHOAL_DIALS
+exec sh ./01_bep_index.sh

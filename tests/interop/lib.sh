@@ -6,9 +6,24 @@
 STCTL="/usr/bin/python3 $(pwd)/stctl.py"
 ST_PIDS=""
 
-# free_port: a TCP port on 127.0.0.1 that nothing listens on right now.
+# free_port: a TCP port on 127.0.0.1 that nothing listens on right now,
+# chosen below the kernel's ephemeral range (32768+) so that the port-0
+# listeners of our own daemons cannot take it before syncthing binds it.
 free_port() {
-	/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+	/usr/bin/python3 -c '
+import random, socket
+for _ in range(200):
+    p = random.randint(20000, 32000)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(p)
+    break
+'
 }
 
 # st_init NAME: create a syncthing home T/NAME with loopback-only settings;

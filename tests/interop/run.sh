@@ -1,27 +1,6 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# Run every interop scenario (NN_*.sh) against Debian's syncthing; a
-# scenario exits 77 to skip. Prints "N passed, N failed, N skipped".
-cd "$(dirname "$0")" || exit 1
-: "${SHOAL:?SHOAL must point at the shoal binary}"
-export SHOAL
-MULT=${SHOAL_TEST_TIMEOUT_MULT:-1}
-pass=0
-fail=0
-skip=0
-failed=
-for t in ${SHOAL_TESTS:-[0-9][0-9]_*.sh}; do
-	start=$(date +%s)
-	timeout $((240 * MULT)) sh "./$t"
-	st=$?
-	if [ "$st" -eq 0 ]; then
-		pass=$((pass + 1)); echo "ok   $t ($(( $(date +%s) - start )) s)"
-	elif [ "$st" -eq 77 ]; then
-		skip=$((skip + 1)); echo "skip $t"
-	else
-		fail=$((fail + 1)); failed="$failed $t"
-		echo "FAIL $t ($(( $(date +%s) - start )) s)"
-	fi
-done
-echo "interop: $pass passed, $fail failed, $skip skipped"
-[ "$fail" -eq 0 ] || { echo "failed:$failed" >&2; exit 1; }
+# Run every interop scenario (NN_*.sh) against Debian's syncthing with the
+# integration runner; a scenario exits 77 to skip.
+here=$(cd "$(dirname "$0")" && pwd)
+exec "$here/../integration/run.sh" "$here" interop 240
