@@ -46,6 +46,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -66,6 +67,7 @@
 #define SCAN_COMMIT_MS		200
 #define SCAN_RETRIES		3
 #define SCAN_MAX_DIR_ENTRIES	(1 << 22)
+#define SCAN_TEMP_MAX_AGE_S	(24 * 3600)	/* abandoned pull temp files */
 
 enum pend_kind {
 	PEND_PUT = 0,		/* record what was observed */
@@ -443,6 +445,24 @@ out:
 	return rc;
 }
 
+/*
+ * Temporary files of pulls (ours and Syncthing's, bep-brief §10.12) are
+ * kept for resuming; once SCAN_TEMP_MAX_AGE_S old they are abandoned and
+ * removed (design.md §6).
+ */
+static bool
+is_temp_name(const char *base)
+{
+	size_t	len = strlen(base);
+
+	if (strncmp(base, "~syncthing~", 11) == 0)
+		return len > 15 && strcmp(base + len - 4, ".tmp") == 0;
+	if (strncmp(base, ".syncthing.", 11) != 0 &&
+	    strncmp(base, ".shoal.", 7) != 0)
+		return false;
+	return len > 4 && strcmp(base + len - 4, ".tmp") == 0;
+}
+
 static void
 stat_names(struct walk_job *j)
 {
@@ -465,6 +485,15 @@ stat_names(struct walk_job *j)
 		}
 		if (fstatat(dfd, j->names[i], &st, AT_SYMLINK_NOFOLLOW) != 0) {
 			e->err = -errno;
+			continue;
+		}
+		if (S_ISREG(st.st_mode) && is_temp_name(j->names[i]) &&
+		    st.st_mtime < time(NULL) - SCAN_TEMP_MAX_AGE_S) {
+			if (unlinkat(dfd, j->names[i], 0) == 0)
+				LOG_INFO("scan", "folder \"%s\": removed stale "
+				    "temporary file \"%s\"", j->s->folder_id,
+				    e->name);
+			e->err = -ENOENT;
 			continue;
 		}
 		fill_ent(e, dfd, j->names[i], &st);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -218,6 +219,33 @@ test_scan_unchanged_is_skipped(void **state)
 	r = get(f, "a.txt");
 	assert_int_equal(r->sequence, seq);
 	record_free(r);
+}
+
+/* Pull temp files older than a day are removed; fresh ones are kept for
+ * resuming; neither is indexed. */
+static void
+test_scan_stale_temp_files_removed(void **state)
+{
+	struct fx		*f = *state;
+	struct scan_progress	 pr;
+	struct timespec		 old[2];
+	char			*p;
+
+	write_file(f, ".syncthing.old.bin.tmp", "x", 1);
+	write_file(f, ".syncthing.new.bin.tmp", "y", 1);
+	write_file(f, ".syncthing.notatemp", "z", 1);
+	p = util_path_join(f->root, ".syncthing.old.bin.tmp");
+	old[0].tv_sec = old[1].tv_sec = time(NULL) - 2 * 86400;
+	old[0].tv_nsec = old[1].tv_nsec = 0;
+	assert_int_equal(utimensat(AT_FDCWD, p, old, 0), 0);
+	assert_int_equal(scan_all(f, NULL, &pr), 0);
+	assert_int_equal(access(p, F_OK), -1);
+	free(p);
+	p = util_path_join(f->root, ".syncthing.new.bin.tmp");
+	assert_int_equal(access(p, F_OK), 0);
+	free(p);
+	assert_null(get(f, ".syncthing.new.bin.tmp"));
+	assert_null(get(f, ".syncthing.old.bin.tmp"));
 }
 
 static void
@@ -514,6 +542,8 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_scan_records_new_entries,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scan_stale_temp_files_removed,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan_unchanged_is_skipped,
 		    setup, teardown),
