@@ -67,7 +67,8 @@
 #define FOLDER_WATCH_DELAY_MS	1000
 #define FOLDER_MAX_PATHS	10000
 #define FOLDER_MSG_SIZE		512
-#define FOLDER_PULL_RETRY_MS	5000
+#define FOLDER_PULL_RETRY_MS	5000	/* first retry of failed names */
+#define FOLDER_PULL_RETRY_MAX_MS 60000	/* doubled while nothing progresses */
 
 struct folder {
 	uv_loop_t		*loop;
@@ -106,6 +107,7 @@ struct folder {
 	folder_peer_cb		 peer_cb;
 	void			*peer_arg;
 	uv_timer_t		 pull_timer;	/* retry of failed names */
+	uint64_t		 pull_retry_ms;
 	bool			 pull_timer_closed;
 
 	struct db_counts	 counts;	/* cached; refreshed per scan */
@@ -508,11 +510,20 @@ pull_done(struct pull *p, int status, void *arg)
 		f->pulls_completed++;
 		if (f->last_pull.incomplete)
 			f->pull_wanted = true;
-		else if (f->last_pull.files_failed > 0 &&
-		    uv_timer_start(&f->pull_timer, pull_retry_cb,
-		    FOLDER_PULL_RETRY_MS, 0) != 0)
-			LOG_WARN("folder", "folder \"%s\": cannot schedule a "
-			    "pull retry", f->cfg.id);
+		else if (f->last_pull.files_failed > 0) {
+			/* Names that keep failing (a directory kept alive by
+			 * ignored files, a block no peer has) are retried less
+			 * and less often, up to once a minute. */
+			if (f->last_pull.files_done > 0 || f->pull_retry_ms == 0)
+				f->pull_retry_ms = FOLDER_PULL_RETRY_MS;
+			else if (f->pull_retry_ms < FOLDER_PULL_RETRY_MAX_MS)
+				f->pull_retry_ms *= 2;
+			if (uv_timer_start(&f->pull_timer, pull_retry_cb,
+			    f->pull_retry_ms, 0) != 0)
+				LOG_WARN("folder", "folder \"%s\": cannot "
+				    "schedule a pull retry", f->cfg.id);
+		} else
+			f->pull_retry_ms = 0;
 	} else if (status == SH_EFOLDER) {
 		char	m[FOLDER_MSG_SIZE];
 

@@ -80,6 +80,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -847,6 +848,58 @@ out:
 }
 
 /* Pool work: deletion. A directory goes only when empty (design.md §6). */
+/*
+ * A directory to delete holds entries: remove them if every one is a file
+ * or symlink that .stignore marks deletable ((?d), bep-brief §13), so
+ * ignored clutter (.DS_Store, Thumbs.db) does not keep it alive. Anything
+ * else (a subdirectory, an ignored file without (?d), a file we do not
+ * know) keeps the directory and everything in it. 0 when emptied.
+ * Pool thread; the ignore patterns are not swapped while a pull runs.
+ */
+static int
+remove_deletable(struct job *j)
+{
+	const struct ignore	*ig = j->p->p.ignore;
+	struct dirent		*de;
+	DIR			*d;
+	char			*rel, **names = NULL;
+	size_t			 n = 0, i;
+	int			 fd, rc = 0;
+
+	if (ig == NULL)
+		return -ENOTEMPTY;
+	fd = openat(j->dirfd, j->base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (d == NULL) {
+		close(fd);
+		return -ENOTEMPTY;
+	}
+	while (rc == 0 && (de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		rel = xasprintf("%s/%s", j->name, de->d_name);
+		if (de->d_type == DT_DIR ||
+		    ignore_match(ig, rel) != IGNORE_YES_DELETABLE || n >= 1024)
+			rc = -ENOTEMPTY;
+		else {
+			names = xreallocarray(names, n + 1, sizeof(*names));
+			names[n++] = xstrdup(de->d_name);
+		}
+		free(rel);
+	}
+	for (i = 0; i < n; i++) {
+		if (rc == 0 && unlinkat(dirfd(d), names[i], 0) != 0)
+			rc = -errno;
+		free(names[i]);
+	}
+	free(names);
+	closedir(d);
+	return rc;
+}
+
 static void
 delete_work(uv_work_t *req)
 {
@@ -889,7 +942,12 @@ delete_work(uv_work_t *req)
 	if (j->copy_name == NULL && unlinkat(j->dirfd, j->base,
 	    S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) != 0) {
 		rc = -errno;
-		goto out;
+		/* Ignored files marked (?d) do not keep a directory alive. */
+		if (rc == -ENOTEMPTY && remove_deletable(j) == 0 &&
+		    unlinkat(j->dirfd, j->base, AT_REMOVEDIR) == 0)
+			rc = 0;
+		if (rc != 0)
+			goto out;
 	}
 	j->late_rc = util_fsync(j->dirfd);
 	rc = 0;

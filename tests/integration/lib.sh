@@ -145,12 +145,15 @@ expect_eq() {
 	[ "$2" = "$3" ] || fail "$1: got '$2', want '$3'"
 }
 
-# compare_trees A B: byte-for-byte and mode comparison, ignoring .stfolder.
+# compare_trees A B: byte-for-byte and mode comparison, ignoring what is
+# never synced (.stfolder, .stignore, temporary files).
 compare_trees() {
-	diff -r --no-dereference -x .stfolder -x '.syncthing.*.tmp' "$1" "$2" \
-	    >/dev/null || return 1
-	(cd "$1" && find . -path ./.stfolder -prune -o -printf '%p %m %y\n' | sort) >"$T/.ta"
-	(cd "$2" && find . -path ./.stfolder -prune -o -printf '%p %m %y\n' | sort) >"$T/.tb"
+	diff -r --no-dereference -x .stfolder -x .stignore -x '.syncthing.*.tmp' \
+	    "$1" "$2" >/dev/null || return 1
+	(cd "$1" && find . \( -path ./.stfolder -o -path ./.stignore \) -prune -o \
+	    -printf '%p %m %y\n' | sort) >"$T/.ta"
+	(cd "$2" && find . \( -path ./.stfolder -o -path ./.stignore \) -prune -o \
+	    -printf '%p %m %y\n' | sort) >"$T/.tb"
 	cmp -s "$T/.ta" "$T/.tb"
 }
 
