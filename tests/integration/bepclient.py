@@ -189,7 +189,24 @@ def liar(argv):
         f.write(str(lsock.getsockname()[1]))
     os.rename(port_file + ".tmp", port_file)
     lsock.settimeout(30)
-    raw, _ = lsock.accept()
+    # The peer may dial before its config shares the folder with us and
+    # drop us on our Index (correct: an index for an unshared folder is a
+    # protocol error); it redials, so serve a few connections.
+    for _attempt in range(5):
+        try:
+            raw, _ = lsock.accept()
+        except socket.timeout:
+            return 1
+        try:
+            if liar_session(ctx, raw, home, peer_id, folder):
+                return 0
+        except (OSError, ssl.SSLError):
+            pass
+    return 1
+
+
+def liar_session(ctx, raw, home, peer_id, folder):
+    """One connection: True once a Request was answered with bad data."""
     sock = ctx.wrap_socket(raw, server_side=True)
     with open(os.path.join(home, "cert.pem")) as f:
         my_raw = hashlib.sha256(ssl.PEM_cert_to_DER_cert(f.read())).digest()
@@ -198,28 +215,31 @@ def liar(argv):
     sock.settimeout(10)
     buf = b""
     while len(buf) < 6:
-        buf += sock.recv(65536)
+        chunk = sock.recv(65536)
+        if not chunk:
+            return False
+        buf += chunk
     hl = struct.unpack(">H", buf[4:6])[0]
     while len(buf) < 6 + hl:
-        buf += sock.recv(65536)
+        chunk = sock.recv(65536)
+        if not chunk:
+            return False
+        buf += chunk
     buf = buf[6 + hl:]
     sock.sendall(cluster_config(folder, my_raw, peer_raw))
     # Wait for the peer's ClusterConfig, then announce the lying file.
     body, buf = read_frames(sock, buf, 0)
     if body is None:
-        return 1
+        return False
     sock.sendall(index(folder, fileinfo("lie.txt")))
-    answered = 0
-    while answered < 1:
-        body, buf = read_frames(sock, buf, 3, timeout=60)
-        if body is None:
-            break
-        resp = field(1, 0, request_id(body)) + s(2, b"yyyyy")
-        sock.sendall(frame(4, resp))
-        answered += 1
+    body, buf = read_frames(sock, buf, 3, timeout=60)
+    if body is None:
+        return False
+    resp = field(1, 0, request_id(body)) + s(2, b"yyyyy")
+    sock.sendall(frame(4, resp))
     # Stay until the peer hangs up so it can finish its checks.
     recv_all(sock, 5)
-    return 0 if answered else 1
+    return True
 
 
 def main(argv):
