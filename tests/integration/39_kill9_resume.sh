@@ -19,6 +19,9 @@ connect_pair a b f
 tmp="$T/fb/.syncthing.big.bin.tmp"
 has_data() { [ -f "$tmp" ] && [ "$(du -k "$tmp" | cut -f1)" -gt 20000 ]; }
 wait_until 60 has_data || fail "no partial transfer seen"
+# Progress while it runs: syncing, with the file's bytes still needed.
+jqs b ".folders[0] | .state == \"syncing\" and .need_bytes == $size and
+    .need_files == 1 and .pull.running" || fail "progress: $(status b)"
 kill -9 "$(cat "$T/b.pid")"
 wait "$(cat "$T/b.pid")" 2>/dev/null
 rm -f "$T/b.pid"
