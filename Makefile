@@ -148,6 +148,7 @@ fuzz: fuzz-build
 
 bench: $(BUILDDIR)/shoal
 	$(Q)SHOAL=$(abspath $(BUILDDIR)/shoal) tests/bench/scan
+	$(Q)SHOAL=$(abspath $(BUILDDIR)/shoal) tests/bench/sync
 
 analyze:
 	$(Q)scan-build --status-bugs $(MAKE) --no-print-directory BUILDDIR=build/analyze

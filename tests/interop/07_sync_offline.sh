@@ -54,7 +54,6 @@ printf 'z' >"$T/fs/k/z.txt"
 start_node a
 $STCTL add-device "$T/s" "$(node_id a)" shoal dynamic || fail "st add-device"
 $STCTL add-folder "$T/s" f "$T/fs" "$(node_id a)" || fail "st add-folder"
-st_max_conflicts s f 10 || fail "st maxConflicts"
 sh_node a device add "$ST_ID_s" --name st --address "tcp://127.0.0.1:$ST_PORT_s" || fail "device add"
 sh_node a folder share f "$ST_ID_s" || fail "share"
 st_start s

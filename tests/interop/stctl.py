@@ -9,7 +9,10 @@ upgrades are switched off. Only the standard library is used.
   stctl.py init HOME LISTEN_PORT GUI_PORT [--lan] [--listen-host H]
                                                     prints the device ID
   stctl.py add-device HOME ID NAME ADDRESS
-  stctl.py add-folder HOME FOLDER_ID PATH [--type T] DEVICE_ID...
+  stctl.py add-folder HOME FOLDER_ID PATH [--type T] [--watch-delay N]
+                                                    DEVICE_ID...
+                      (--watch-delay: fsWatcherDelayS, default 1 so tests
+                       are quick; Syncthing's own default is 10)
   stctl.py get HOME /rest/PATH                      prints the JSON
 """
 import json
@@ -81,11 +84,16 @@ def cmd_add_device(home, dev_id, name, address):
 
 def cmd_add_folder(home, folder_id, path, *rest):
     ftype = "sendreceive"
+    delay = "1"
     devs = []
     it = iter(rest)
     for a in it:
         if a == "--type":
             ftype = next(it)
+        elif a == "--watch-delay":
+            delay = str(int(next(it)))
+            if int(delay) < 1:
+                raise ValueError("--watch-delay must be >= 1")
         else:
             devs.append(a)
     tree = ET.parse(_config(home))
@@ -95,9 +103,12 @@ def cmd_add_folder(home, folder_id, path, *rest):
                                    "path": path, "type": ftype,
                                    "rescanIntervalS": "3600",
                                    "fsWatcherEnabled": "true",
-                                   "fsWatcherDelayS": "1"})
+                                   "fsWatcherDelayS": delay})
     for d in [own] + devs:
         ET.SubElement(folder, "device", {"id": d})
+    # A folder element written by hand gets maxConflicts 0 (losers deleted,
+    # no conflict copies) unless it says otherwise; use Syncthing's default.
+    ET.SubElement(folder, "maxConflicts").text = "10"
     root.insert(0, folder)
     tree.write(_config(home))
 

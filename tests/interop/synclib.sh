@@ -52,26 +52,6 @@ step() {
 	log "step ok: $1"
 }
 
-# st_max_conflicts NAME FOLDER N: set the folder's maxConflicts in the
-# config of a stopped syncthing node. stctl.py writes folders without it,
-# and a folder element without it loads as 0 (not Syncthing's default 10):
-# the losing file is then deleted instead of kept as a conflict copy.
-st_max_conflicts() {
-	/usr/bin/python3 - "$T/$1/config.xml" "$2" "$3" <<'PY'
-import sys
-import xml.etree.ElementTree as ET
-path, fid, n = sys.argv[1:4]
-tree = ET.parse(path)
-for f in tree.getroot().findall("folder"):
-    if f.get("id") == fid:
-        el = f.find("maxConflicts")
-        if el is None:
-            el = ET.SubElement(f, "maxConflicts")
-        el.text = n
-tree.write(path)
-PY
-}
-
 # setup_pair: start Shoal node a (folder f at T/fa, already populated by
 # the caller) and syncthing node s (folder f at T/fs), sharing f, and wait
 # for the connection.
@@ -79,7 +59,6 @@ setup_pair() {
 	start_node a
 	$STCTL add-device "$T/s" "$(node_id a)" shoal "$(listen_addr a)" || fail "st add-device"
 	$STCTL add-folder "$T/s" f "$T/fs" "$(node_id a)" || fail "st add-folder"
-	st_max_conflicts s f 10 || fail "st maxConflicts"
 	sh_node a device add "$ST_ID_s" --name st --address "tcp://127.0.0.1:$ST_PORT_s" || fail "device add"
 	sh_node a folder share f "$ST_ID_s" || fail "share"
 	st_start s
