@@ -24,6 +24,10 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 #include <jansson.h>
 #include <sodium.h>
 #include <uv.h>
@@ -751,6 +755,12 @@ daemon_run(const char *home)
 
 	memset(&d, 0, sizeof(d));
 	d.home = (char *)home;
+#ifdef __GLIBC__
+	/* glibc gives each pool thread its own arena, each keeping freed
+	 * block buffers; two arenas keep the resident set small (the RSS
+	 * target is a fraction of Syncthing's) at no measurable speed cost. */
+	(void)mallopt(M_ARENA_MAX, 2);
+#endif
 	d.start_ms = util_now_ms();
 	d.config_path = util_path_join(home, CONFIG_FILE);
 	d.addr_path = util_path_join(home, API_ADDR_FILE);
