@@ -588,6 +588,22 @@ cmd_device_remove(struct cli *c, int argc, char **argv)
 	return edit_config(c, device_remove_edit, &id);
 }
 
+/* Commands whose only option is --json. 0, or the usage error status. */
+static int
+only_json_flag(const char *cmd, int argc, char **argv, bool *as_json)
+{
+	int	i;
+
+	*as_json = false;
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") != 0)
+			return usage_error(cmd, "unexpected argument \"%s\"",
+			    argv[i]);
+		*as_json = true;
+	}
+	return 0;
+}
+
 static int
 cmd_device_list(struct cli *c, int argc, char **argv)
 {
@@ -596,14 +612,11 @@ cmd_device_list(struct cli *c, int argc, char **argv)
 	char		 idstr[IDENTITY_ID_STR_SIZE];
 	bool		 as_json = false;
 	size_t		 i, j;
+	int		 r;
 
-	for (i = 1; i < (size_t)argc; i++) {
-		if (strcmp(argv[i], "--json") == 0)
-			as_json = true;
-		else
-			return usage_error("device list", "unexpected argument "
-			    "\"%s\"", argv[i]);
-	}
+	r = only_json_flag("device list", argc, argv, &as_json);
+	if (r != 0)
+		return r;
 	if (need_home(c) != 0 || load_config(c, &cfg) != 0)
 		return CLI_EXIT_FAIL;
 	arr = json_array();
@@ -805,14 +818,11 @@ cmd_folder_list(struct cli *c, int argc, char **argv)
 	char		 idstr[IDENTITY_ID_STR_SIZE];
 	bool		 as_json = false;
 	size_t		 i, j;
+	int		 r;
 
-	for (i = 1; i < (size_t)argc; i++) {
-		if (strcmp(argv[i], "--json") == 0)
-			as_json = true;
-		else
-			return usage_error("folder list", "unexpected argument "
-			    "\"%s\"", argv[i]);
-	}
+	r = only_json_flag("folder list", argc, argv, &as_json);
+	if (r != 0)
+		return r;
 	if (need_home(c) != 0 || load_config(c, &cfg) != 0)
 		return CLI_EXIT_FAIL;
 	arr = json_array();
@@ -946,15 +956,11 @@ cmd_status(struct cli *c, int argc, char **argv)
 	json_t		*st;
 	char		*body = NULL;
 	bool		 as_json = false;
-	int		 i, r, status;
+	int		 r, status;
 
-	for (i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--json") == 0)
-			as_json = true;
-		else
-			return usage_error("status", "unexpected argument \"%s\"",
-			    argv[i]);
-	}
+	r = only_json_flag("status", argc, argv, &as_json);
+	if (r != 0)
+		return r;
 	if (need_home(c) != 0)
 		return CLI_EXIT_FAIL;
 	r = daemon_call(c, "GET", "/rest/status", &status, &body);

@@ -395,6 +395,26 @@ disk_look(int dirfd, const char *base, struct stat *st, bool *absent,
 	return 0;
 }
 
+/*
+ * Open the job's parent directory (no symlink followed: invariant 5) into
+ * j->dirfd and look at the entry. A parent that is not a directory inside
+ * the folder marks the name as one we cannot write (bad_name).
+ */
+static int
+job_look(struct job *j, struct stat *st, bool *absent, char **target)
+{
+	int	rc;
+
+	rc = util_open_parent(j->p->root, j->name);
+	if (rc < 0) {
+		if (rc == -ELOOP || rc == -ENOTDIR)
+			j->bad_name = true;
+		return rc;
+	}
+	j->dirfd = rc;
+	return disk_look(j->dirfd, j->base, st, absent, target);
+}
+
 /* Does our local record `l` still describe what is on disk (invariant 1)?
  * A record that is missing, deleted or invalid (other than a flagged
  * receive-only change) describes an absent entry. */
@@ -520,14 +540,7 @@ file_prep_work(uv_work_t *req)
 	size_t		 i;
 	int		 fd = -1, rc;
 
-	rc = util_open_parent(j->p->root, j->name);
-	if (rc < 0) {
-		if (rc == -ELOOP || rc == -ENOTDIR)
-			j->bad_name = true;
-		goto out;
-	}
-	j->dirfd = rc;
-	rc = disk_look(j->dirfd, j->base, &st, &absent, &target);
+	rc = job_look(j, &st, &absent, &target);
 	if (rc != 0)
 		goto out;
 	if (!disk_matches(j->local, &st, absent, target, j->ignore_perms)) {
@@ -706,14 +719,7 @@ dir_work(uv_work_t *req)
 	bool		 absent;
 	int		 rc;
 
-	rc = util_open_parent(j->p->root, j->name);
-	if (rc < 0) {
-		if (rc == -ELOOP || rc == -ENOTDIR)
-			j->bad_name = true;
-		goto out;
-	}
-	j->dirfd = rc;
-	rc = disk_look(j->dirfd, j->base, &st, &absent, &target);
+	rc = job_look(j, &st, &absent, &target);
 	if (rc != 0)
 		goto out;
 	if (!absent && !S_ISDIR(st.st_mode)) {
@@ -780,14 +786,7 @@ symlink_work(uv_work_t *req)
 	bool		 absent;
 	int		 rc;
 
-	rc = util_open_parent(j->p->root, j->name);
-	if (rc < 0) {
-		if (rc == -ELOOP || rc == -ENOTDIR)
-			j->bad_name = true;
-		goto out;
-	}
-	j->dirfd = rc;
-	rc = disk_look(j->dirfd, j->base, &st, &absent, &target);
+	rc = job_look(j, &st, &absent, &target);
 	if (rc != 0)
 		goto out;
 	if (!absent && S_ISLNK(st.st_mode) &&
