@@ -112,30 +112,7 @@ perr(struct parser *p, const char *fmt, ...)
 static const char *
 qv(const char *s, char buf[QV_SIZE])
 {
-	static const char hex[] = "0123456789abcdef";
-	const unsigned char *p;
-	size_t	o = 0;
-
-	/* Leave room for the longest escape and "...". */
-	for (p = (const unsigned char *)s; *p != '\0'; p++) {
-		if (o + 8 >= QV_SIZE) {
-			memcpy(buf + o, "...", 3);
-			o += 3;
-			break;
-		}
-		if (*p < 0x20 || *p == 0x7f) {
-			buf[o++] = '\\';
-			buf[o++] = 'x';
-			buf[o++] = hex[*p >> 4];
-			buf[o++] = hex[*p & 0xf];
-		} else if (*p == '"' || *p == '\\') {
-			buf[o++] = '\\';
-			buf[o++] = (char)*p;
-		} else
-			buf[o++] = (char)*p;
-	}
-	buf[o] = '\0';
-	return buf;
+	return util_quote(s, buf, QV_SIZE);
 }
 
 static bool

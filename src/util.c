@@ -530,6 +530,35 @@ util_now_unix(void)
 	return (int64_t)time(NULL);
 }
 
+const char *
+util_quote(const char *s, char *buf, size_t size)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p;
+	size_t	o = 0;
+
+	/* Leave room for the longest escape, "..." and the NUL. */
+	for (p = (const unsigned char *)s; *p != '\0'; p++) {
+		if (o + 8 >= size) {
+			memcpy(buf + o, "...", 3);
+			o += 3;
+			break;
+		}
+		if (*p < 0x20 || *p == 0x7f) {
+			buf[o++] = '\\';
+			buf[o++] = 'x';
+			buf[o++] = hex[*p >> 4];
+			buf[o++] = hex[*p & 0xf];
+		} else if (*p == '"' || *p == '\\') {
+			buf[o++] = '\\';
+			buf[o++] = (char)*p;
+		} else
+			buf[o++] = (char)*p;
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
 void
 util_hex(const uint8_t *in, size_t len, char *out)
 {

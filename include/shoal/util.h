@@ -109,6 +109,12 @@ int	util_rename(const char *from, const char *to) SH_MUST_CHECK;
 int	util_renameat(int dirfd, const char *from, const char *to,
 	    bool noreplace) SH_MUST_CHECK;
 
+/*
+ * Quote a value for a one-line error message: control characters as \xNN,
+ * quotes and backslashes escaped, cut with "..." to fit `size` (at least
+ * 12) bytes. Returns buf.
+ */
+const char *util_quote(const char *s, char *buf, size_t size);
 /* Hex encode `len` bytes into `out` (2*len+1 bytes). */
 void	util_hex(const uint8_t *in, size_t len, char *out);
 /* Parse an unsigned decimal in [min, max]. 0 or SH_EPARSE. */

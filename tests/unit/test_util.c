@@ -238,6 +238,21 @@ test_util_hex(void **state)
 }
 
 static void
+test_util_quote(void **state)
+{
+	char	buf[16];
+
+	(void)state;
+	assert_string_equal(util_quote("a\"b\\c", buf, sizeof(buf)),
+	    "a\\\"b\\\\c");
+	assert_string_equal(util_quote("x\ny", buf, sizeof(buf)), "x\\x0ay");
+	/* Long values are cut with "..." and stay terminated. */
+	util_quote("0123456789abcdefghij", buf, sizeof(buf));
+	assert_true(strlen(buf) < sizeof(buf));
+	assert_non_null(strstr(buf, "..."));
+}
+
+static void
 test_util_err_names(void **state)
 {
 	(void)state;
@@ -260,6 +275,7 @@ main(void)
 		cmocka_unit_test(test_util_path_join),
 		cmocka_unit_test(test_util_parse_u64),
 		cmocka_unit_test(test_util_hex),
+		cmocka_unit_test(test_util_quote),
 		cmocka_unit_test(test_util_err_names),
 	};
 
