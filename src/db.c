@@ -332,19 +332,22 @@ static const char *const stmt_sql[ST_COUNT] = {
 	    "ELSE 0 END), 0), "
 	    "coalesce(sum(need != 0 AND deleted != 0), 0) "
 	    "FROM globals WHERE folder = ?1",
+	/* Per-name lookups must reach the row through an index on (folder,
+	 * name): "device != 0" or a missing INDEXED BY lets the planner
+	 * walk the whole folder instead (test_db_query_plans). */
 	[ST_AVAILABILITY] = "SELECT device FROM files WHERE folder = ?1 AND "
-	    "name = ?2 AND device != 0 AND invalid = 0 AND local_flags = 0 "
+	    "name = ?2 AND device > 0 AND invalid = 0 AND local_flags = 0 "
 	    "AND version = ?3 ORDER BY device",
 	/* Parents sort before their children by name; deletions go the
 	 * other way so a directory is emptied before it is removed. */
 	[ST_NEED_DIRS] = "SELECT name, type, deleted, size, device FROM "
-	    "globals WHERE folder = ?1 AND need != 0 AND deleted = 0 AND "
+	    "globals INDEXED BY globals_need WHERE folder = ?1 AND need != 0 AND deleted = 0 AND "
 	    "type = 1 ORDER BY name",
 	[ST_NEED_FILES] = "SELECT name, type, deleted, size, device FROM "
-	    "globals WHERE folder = ?1 AND need != 0 AND deleted = 0 AND "
+	    "globals INDEXED BY globals_need WHERE folder = ?1 AND need != 0 AND deleted = 0 AND "
 	    "type != 1 ORDER BY name",
 	[ST_NEED_DELETES] = "SELECT name, type, deleted, size, device FROM "
-	    "globals WHERE folder = ?1 AND need != 0 AND deleted != 0 "
+	    "globals INDEXED BY globals_need WHERE folder = ?1 AND need != 0 AND deleted != 0 "
 	    "ORDER BY name DESC",
 	[ST_FOLDER_GLOBALS_DROP] = "DELETE FROM globals WHERE folder = ?1",
 	[ST_DROP_NAMES_FILL] = "INSERT INTO temp.drop_names SELECT name FROM "
@@ -2122,6 +2125,60 @@ db_global_device(struct db *db, int64_t folder, const char *name,
 out:
 	stmt_done(s, false);
 	return rc;
+}
+
+int
+db_query_plans(struct db *db, char **out)
+{
+	struct {
+		char	*s;
+		size_t	 len;
+	} b = { NULL, 0 };
+	sqlite3_stmt	*s = NULL;
+	size_t		 i, n;
+	int		 rc = 0, e;
+
+	for (i = 0; i < ST_COUNT && rc == 0; i++) {
+		char	*q = sqlite3_mprintf("EXPLAIN QUERY PLAN %s",
+		    stmt_sql[i]);
+
+		if (q == NULL) {
+			rc = -ENOMEM;
+			break;
+		}
+		e = sqlite3_prepare_v2(db->h, q, -1, &s, NULL);
+		sqlite3_free(q);
+		if (e != SQLITE_OK) {
+			rc = dberr(db, "explain");
+			break;
+		}
+		n = strlen(stmt_sql[i]);
+		b.s = xrealloc(b.s, b.len + n + 2);
+		memcpy(b.s + b.len, stmt_sql[i], n);
+		b.len += n;
+		b.s[b.len++] = '\t';
+		while ((e = sqlite3_step(s)) == SQLITE_ROW) {
+			const char *d = (const char *)sqlite3_column_text(s, 3);
+
+			n = d != NULL ? strlen(d) : 0;
+			b.s = xrealloc(b.s, b.len + n + 3);
+			memcpy(b.s + b.len, d != NULL ? d : "", n);
+			b.len += n;
+			b.s[b.len++] = ';';
+		}
+		if (e != SQLITE_DONE)
+			rc = dberr(db, "explain");
+		sqlite3_finalize(s);
+		b.s = xrealloc(b.s, b.len + 2);
+		b.s[b.len++] = '\n';
+		b.s[b.len] = '\0';
+	}
+	if (rc != 0) {
+		free(b.s);
+		return rc;
+	}
+	*out = b.s;
+	return 0;
 }
 
 int

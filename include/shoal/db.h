@@ -174,6 +174,9 @@ struct db_global_counts {
 /* Device holding the global version of a name: 0, SH_ENOTFOUND, SH_EDB. */
 int	db_global_device(struct db *db, int64_t folder, const char *name,
 	    int64_t *device) SH_MUST_CHECK;
+/* Tests: every cached statement and its EXPLAIN QUERY PLAN, a line each
+ * ("SQL<TAB>plan;plan;..."). *out is the caller's to free. */
+int	db_query_plans(struct db *db, char **out) SH_MUST_CHECK;
 /* Remote devices with a valid record of exactly version v. */
 int	db_availability(struct db *db, int64_t folder, const char *name,
 	    const struct record_vector *v, int64_t *devices, size_t max,

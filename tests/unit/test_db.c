@@ -982,6 +982,47 @@ test_db_put_speed(void **state)
 	record_free(r);
 }
 
+/*
+ * The statements run once per name (per pulled file, per request served)
+ * must find their row through an index on (folder, name); a plan keyed by
+ * the folder alone walks every record of it, which made pulling 10,000
+ * files quadratic. The need list must come from the partial index.
+ */
+static void
+test_db_query_plans(void **state)
+{
+	struct fixture	*f = *state;
+	char		*plans = NULL, *line, *save = NULL, *tab;
+	int		 per_name = 0, need = 0;
+
+	assert_int_equal(db_query_plans(f->db, &plans), 0);
+	for (line = strtok_r(plans, "\n", &save); line != NULL;
+	    line = strtok_r(NULL, "\n", &save)) {
+		tab = strchr(line, '\t');
+		assert_non_null(tab);
+		*tab++ = '\0';
+		if (strncmp(line, "SELECT", 6) != 0)
+			continue;
+		if (strstr(line, "name = ?") != NULL) {
+			per_name++;
+			if (strstr(tab, "name=?") == NULL &&
+			    strstr(tab, "name>?") == NULL)
+				fail_msg("per-name statement not keyed by "
+				    "name: %s -> %s", line, tab);
+		}
+		if (strstr(line, "need != 0") != NULL &&
+		    strstr(line, "ORDER BY name") != NULL) {
+			need++;
+			if (strstr(tab, "globals_need") == NULL)
+				fail_msg("need list without its index: %s -> %s",
+				    line, tab);
+		}
+	}
+	assert_true(per_name >= 4);
+	assert_int_equal(need, 3);
+	free(plans);
+}
+
 int
 main(void)
 {
@@ -1020,6 +1061,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    test_db_failed_transaction_sticks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_db_folder_drop,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_db_query_plans,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_db_put_speed,
 		    setup, teardown),
