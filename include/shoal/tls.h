@@ -88,6 +88,11 @@ void	tls_config_free(struct tls_config *cfg);
 /* Change the handshake deadline (default TLS_HANDSHAKE_TIMEOUT_MS) for
  * sessions opened from now on. */
 void	tls_config_set_handshake_timeout(struct tls_config *cfg, uint64_t ms);
+/* Fast records (on by default where the build has them, mbedTLS 2.x):
+ * after the handshake, application records are sealed with libsodium
+ * instead of mbedTLS (see tls.c). Off: mbedTLS keeps them, and the
+ * AES-128-GCM suite is offered too. For sessions opened from now on. */
+void	tls_config_set_fast_records(struct tls_config *cfg, bool on);
 
 /* Lifecycle: sessions */
 /*
@@ -164,6 +169,8 @@ const char *tls_alpn(const struct tls *t);
 const char *tls_version_name(const struct tls *t);
 /* mbedTLS name of the ciphersuite, or "unknown" before the handshake. */
 const char *tls_ciphersuite_name(const struct tls *t);
+/* Whether libsodium protects this session's records (see above). */
+bool	tls_fast_records(const struct tls *t);
 
 /* Pinning */
 /*

@@ -26,6 +26,7 @@
 #include <mbedtls/entropy.h>
 #include <mbedtls/net_sockets.h>
 #include <mbedtls/ssl.h>
+#include <mbedtls/version.h>
 #include <mbedtls/x509_crt.h>
 #include <sodium.h>
 #include <uv.h>
@@ -55,9 +56,11 @@ struct side {
 	char		 alpn[32];
 	char		 version[32];
 	char		 suite[96];
+	bool		 fast;		/* tls_fast_records() */
 	/* What to do after the handshake. */
 	bool		 transfer;
 	bool		 close_after_hs;
+	bool		 close_after_first;	/* once 4 bytes arrived */
 	/* Sending. */
 	uint64_t	 prng;
 	size_t		 sent;
@@ -273,6 +276,7 @@ on_handshake(struct tls *t, int status)
 	snprintf(s->alpn, sizeof(s->alpn), "%s", alpn != NULL ? alpn : "");
 	snprintf(s->version, sizeof(s->version), "%s", tls_version_name(t));
 	snprintf(s->suite, sizeof(s->suite), "%s", tls_ciphersuite_name(t));
+	s->fast = tls_fast_records(t);
 	if (s->close_after_hs) {
 		tls_close(t, 0);
 		/* A second close is a no-op. */
@@ -301,6 +305,10 @@ on_read(struct tls *t, const uint8_t *data, size_t len)
 			n = len;
 		memcpy(s->first + s->first_len, data, n);
 		s->first_len += n;
+		if (s->close_after_first && s->first_len == sizeof(s->first)) {
+			tls_close(t, 0);
+			return;
+		}
 	}
 	if (!s->transfer)
 		return;
@@ -451,8 +459,21 @@ assert_authenticated(struct fixture *fx)
 	if (strcmp(fx->cli.version, "TLSv1.3") != 0) {
 		assert_string_equal(fx->cli.version, "TLSv1.2");
 		assert_non_null(strstr(fx->cli.suite, "ECDHE-ECDSA"));
-		assert_non_null(strstr(fx->cli.suite, "GCM"));
 	}
+}
+
+/* Both sides on libsodium records where the build has them (mbedTLS 2.x:
+ * fast records are on by default). */
+static void
+assert_fast_default(struct fixture *fx)
+{
+	bool	want = MBEDTLS_VERSION_NUMBER < 0x03000000;
+
+	assert_int_equal(fx->cli.fast, want);
+	assert_int_equal(fx->srv.fast, want);
+	if (want)
+		assert_true(strstr(fx->cli.suite, "AES-256-GCM") != NULL ||
+		    strstr(fx->cli.suite, "CHACHA20") != NULL);
 }
 
 static void
@@ -509,9 +530,8 @@ expected_hash(uint64_t seed, uint8_t out[32])
 }
 
 static void
-test_tls_transfer_8mib_both_ways(void **state)
+transfer_both_ways(struct fixture *fx)
 {
-	struct fixture	*fx = *state;
 	uint8_t		 want[32];
 
 	fx->srv.transfer = fx->cli.transfer = true;
@@ -550,6 +570,43 @@ test_tls_transfer_8mib_both_ways(void **state)
 	assert_int_equal(fx->srv.close_status, UV_EOF);
 }
 
+static void
+test_tls_transfer_8mib_both_ways(void **state)
+{
+	struct fixture	*fx = *state;
+
+	transfer_both_ways(fx);
+	assert_fast_default(fx);
+}
+
+/*
+ * Fast records on one side only: the other keeps mbedTLS's own record
+ * layer, so this checks byte-for-byte wire compatibility of ours with
+ * mbedTLS's (keys, nonces, additional data, sequence numbers, the
+ * close_notify alert) in both directions and both roles.
+ */
+static void
+test_tls_transfer_fast_server_only(void **state)
+{
+	struct fixture	*fx = *state;
+
+	tls_config_set_fast_records(fx->cfg_b, false);
+	transfer_both_ways(fx);
+	assert_false(fx->cli.fast);
+	assert_int_equal(fx->srv.fast, MBEDTLS_VERSION_NUMBER < 0x03000000);
+}
+
+static void
+test_tls_transfer_fast_client_only(void **state)
+{
+	struct fixture	*fx = *state;
+
+	tls_config_set_fast_records(fx->cfg_a, false);
+	transfer_both_ways(fx);
+	assert_false(fx->srv.fast);
+	assert_int_equal(fx->cli.fast, MBEDTLS_VERSION_NUMBER < 0x03000000);
+}
+
 /* A bad client made with mbedTLS directly, on its own thread. */
 struct raw_client {
 	int			 port;
@@ -557,7 +614,35 @@ struct raw_client {
 	void			*key;
 	int			 hs_ret;
 	int			 read_ret;
+	/* After the handshake: send "BEEP", with one bit of the record's
+	 * tag flipped on the wire if tamper. */
+	bool			 beep;
+	bool			 tamper;
+	bool			 armed;
+	mbedtls_net_context	*net;
 };
+
+static int
+raw_send(void *ctx, const unsigned char *buf, size_t len)
+{
+	struct raw_client	*rc = ctx;
+	unsigned char		 copy[512];
+
+	if (!rc->armed || len > sizeof(copy))
+		return mbedtls_net_send(rc->net, buf, len);
+	memcpy(copy, buf, len);
+	copy[len - 1] ^= 0x01;
+	rc->armed = false;
+	return mbedtls_net_send(rc->net, copy, len);
+}
+
+static int
+raw_recv(void *ctx, unsigned char *buf, size_t len, uint32_t timeout)
+{
+	struct raw_client	*rc = ctx;
+
+	return mbedtls_net_recv_timeout(rc->net, buf, len, timeout);
+}
 
 static void *
 raw_client_main(void *arg)
@@ -596,10 +681,19 @@ raw_client_main(void *arg)
 	if (mbedtls_net_connect(&net, "127.0.0.1", port,
 	    MBEDTLS_NET_PROTO_TCP) != 0)
 		goto out;
-	mbedtls_ssl_set_bio(&ssl, &net, mbedtls_net_send, NULL,
-	    mbedtls_net_recv_timeout);
+	rc->net = &net;
+	mbedtls_ssl_set_bio(&ssl, rc, raw_send, NULL, raw_recv);
 	rc->hs_ret = mbedtls_ssl_handshake(&ssl);
-	if (rc->hs_ret == 0) {
+	if (rc->hs_ret == 0 && rc->beep) {
+		/* Only the application record is tampered with. */
+		rc->armed = rc->tamper;
+		if (mbedtls_ssl_write(&ssl, (const unsigned char *)"BEEP",
+		    4) != 4)
+			goto out;
+		/* A tampered record ends in an alert, a good one in our
+		 * server's close_notify. */
+		rc->read_ret = mbedtls_ssl_read(&ssl, buf, sizeof(buf));
+	} else if (rc->hs_ret == 0) {
 		/* The server must never let us in: expect an alert or EOF. */
 		ret = mbedtls_ssl_read(&ssl, buf, sizeof(buf));
 		rc->read_ret = ret;
@@ -663,6 +757,67 @@ test_tls_refuses_certificate_chain(void **state)
 	rc.key = identity_mbedtls_key(fx->id_b);
 	run_raw_client(fx, &rc);
 	mbedtls_x509_crt_free(&chain);
+}
+
+/*
+ * A plain mbedTLS client (its own record layer) talking to our fast-record
+ * server: a good record arrives intact; one with a flipped tag bit ends
+ * the session with an error and delivers nothing.
+ */
+static void
+raw_beep(struct fixture *fx, bool tamper)
+{
+	struct raw_client	 rc;
+	mbedtls_x509_crt	 crt;
+	const uint8_t		*der;
+	size_t			 len;
+	pthread_t		 th;
+
+	mbedtls_x509_crt_init(&crt);
+	der = identity_cert_der(fx->id_b, &len);
+	assert_int_equal(mbedtls_x509_crt_parse_der(&crt, der, len), 0);
+	memset(&rc, 0, sizeof(rc));
+	rc.chain = &crt;
+	rc.key = identity_mbedtls_key(fx->id_b);
+	rc.beep = true;
+	rc.tamper = tamper;
+	if (!tamper)
+		fx->srv.close_after_first = true;
+	listen_any(fx);
+	rc.port = fx->port;
+	assert_int_equal(pthread_create(&th, NULL, raw_client_main, &rc), 0);
+	run(fx);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	mbedtls_x509_crt_free(&crt);
+	assert_int_equal(rc.hs_ret, 0);
+	assert_int_equal(fx->srv.hs_count, 1);
+	assert_int_equal(fx->srv.hs_status, 0);
+	assert_int_equal(fx->srv.fast, MBEDTLS_VERSION_NUMBER < 0x03000000);
+	assert_int_equal(fx->srv.close_count, 1);
+	if (tamper) {
+		assert_int_equal(fx->srv.first_len, 0);
+		assert_int_equal(fx->srv.close_status, SH_ETLS);
+		/* The client was told why (bad_record_mac alert). */
+		assert_int_equal(rc.read_ret,
+		    MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE);
+	} else {
+		assert_int_equal(fx->srv.first_len, 4);
+		assert_memory_equal(fx->srv.first, "BEEP", 4);
+		assert_int_equal(fx->srv.close_status, 0);
+		assert_int_equal(rc.read_ret, MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY);
+	}
+}
+
+static void
+test_tls_fast_record_from_mbedtls_client(void **state)
+{
+	raw_beep(*state, false);
+}
+
+static void
+test_tls_fast_record_tampered(void **state)
+{
+	raw_beep(*state, true);
 }
 
 /* A bad server made with mbedTLS directly: it presents a chain. */
@@ -989,6 +1144,8 @@ interop_finish(struct fixture *fx, struct side *s, const char *role)
 	    s->version, s->suite, s->alpn, got);
 	assert_string_equal(got, getenv("SHOAL_INTEROP_ID"));
 	assert_string_equal(s->alpn, TLS_ALPN_BEP);
+	/* Syncthing's Hello went through our libsodium record layer. */
+	assert_int_equal(s->fast, MBEDTLS_VERSION_NUMBER < 0x03000000);
 	assert_int_equal(s->first_len, sizeof(hello_magic));
 	assert_memory_equal(s->first, hello_magic, sizeof(hello_magic));
 	if (s->t != NULL)
@@ -1060,6 +1217,14 @@ main(int argc, char *argv[])
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_tls_transfer_8mib_both_ways, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_tls_transfer_fast_server_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_tls_transfer_fast_client_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_tls_fast_record_from_mbedtls_client, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tls_fast_record_tampered,
+		    setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_tls_refuses_client_without_certificate, setup,
 		    teardown),
