@@ -26,13 +26,24 @@
  *       from peers by conn_request, blocks copied from local files and
  *       blocks found in a temporary file here.
  *   (4) New content goes to a temporary file in the target's directory
- *       (bep-brief §10.12), which is truncated to size, given its mode and
- *       mtime, fsynced, and only then renamed over the target; the
- *       directory is fsynced after the rename. The local record is stored
- *       after that, as a copy of the global record (same vector,
- *       modified_by, mtime, permissions, block size: §10.6), so a crash
- *       leaves either the old file with the old record or the new file,
- *       which the next pass recognises as the global version.
+ *       (bep-brief §10.12), which is truncated to size and given its mode
+ *       and mtime; it is durable before it is renamed over the target,
+ *       and the rename is durable before the record is queued. Files
+ *       whose blocks are all written are finished in groups (group
+ *       durability): one pool job per group makes all their temporary
+ *       files durable at once (an fsync of each when the group has at
+ *       most PULL_SYNC_EACH files, so a lone big file does not flush the
+ *       whole file system; else one syncfs(2) per file system, then each
+ *       file's own write-back error through sync_file_range), then checks
+ *       and renames each file, then makes the renames durable at once (an
+ *       fsync of each directory when there are few, else syncfs). A
+ *       failed first sync (or a write the disk refuses, invariant 7)
+ *       fails the whole group: nothing of it is renamed or recorded and
+ *       the temporary files stay for resume. The local
+ *       record is a copy of the global record (same vector, modified_by,
+ *       mtime, permissions, block size: §10.6), so a crash leaves either
+ *       the old file with the old record or the new file, which the next
+ *       pass recognises as the global version.
  *   (5) Nothing escapes the folder through a symlink: directories below
  *       the root are opened one component at a time with O_NOFOLLOW, all
  *       work is relative to those descriptors, and temporary files are
@@ -46,36 +57,47 @@
  *   (8) Disk I/O (open, read, write, fsync, rename, unlink, mkdir) runs on
  *       the libuv thread pool; the index, the connections and every
  *       counter are touched only on the loop. A pool job reads its own job
- *       and the pull's root path, which never changes.
+ *       (a finish group: its jobs, which the loop leaves alone while the
+ *       group runs) and the pull's root path, which never changes.
  *   (9) Records of pulled items are stored in groups (group commit): up
  *       to PULL_COMMIT_BATCH per transaction, always before the next need
  *       list is read and before the pass ends, so thousands of small files
  *       do not pay a transaction (and an index message) each. An item is
- *       on disk, fsynced, before its record is queued; a crash in between
- *       leaves a file that already matches the global record, which the
- *       next pass recognises and records without writing.
+ *       on disk, durable (its finish group's second sync done), before its
+ *       record is queued; a crash in between leaves a file that already
+ *       matches the global record, which the next pass recognises and
+ *       records without writing. A failed second sync (the renames are
+ *       done) still records the group's files, as a failed directory
+ *       fsync always did, and an I/O error then stops the pass.
  *
  * Job state machine (struct job, j->state):
  *
- *   job_start --> [PREP] --(file, blocks missing)--> [FETCH] --> [FINISH]
- *                   |  \                                |           |
- *                   |   +--(dir, symlink, delete:       | failure   |
- *                   |      done in one pool job)-----+  v           v
+ *   job_start --> [PREP] --(file)--> [FETCH] --> [SYNC] --> [FINISH]
+ *                   |  \                |          |            |
+ *                   |   +--(dir, symlink, delete:  | failure,   |
+ *                   |      one pool job)------+    v stop       v
  *                   +--(rescan, invalid, failed)--> job_end <-- [COMMIT]
  *
  *   from     to       when                                      function
  *   (new)    PREP     the item passed the checks on the loop    job_start
  *   PREP     FETCH    file: temp file open, blocks planned      prep_done
- *   PREP     FINISH   file: every block already in the temp     prep_done
  *   PREP     COMMIT   dir/symlink/delete applied, or the disk
  *                     already holds the global version          prep_done
- *   FETCH    FINISH   every block written                       job_check
- *   FINISH   COMMIT   renamed into place                        finish_done
+ *   FETCH    SYNC     every block written (at once when the
+ *                     temp file held them all)                  job_check
+ *   SYNC     FINISH   taken into a new finish group             start_group
+ *   FINISH   COMMIT   synced, renamed, synced again             group_done
+ *   SYNC     (end)    the pass stopped before a group took it   start_group
  *   any      (end)    failure, rescan, cancel                   job_end
  *
- * Directories and deletions are applied one at a time, files and symlinks
- * up to PULL_MAX_FILES at once; a batch never mixes the phases, so a
- * directory exists before files are put in it and is removed after them.
+ * One finish group runs at a time; a file that reaches SYNC while none
+ * runs starts one at once (no timer), and the files that reach SYNC
+ * meanwhile form the next, up to PULL_GROUP_MAX. Up to PULL_MAX_FILES
+ * jobs run at once (files waiting in SYNC and FINISH included, so at most
+ * 2 * PULL_MAX_FILES descriptors are open); a directory or deletion never
+ * starts while a job on a name above or below it runs, and a batch never
+ * mixes the phases, so a directory exists before anything is put in it
+ * and is removed after what was in it.
  */
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -127,7 +149,8 @@ enum job_op {
 enum job_state {
 	JOB_PREP = 0,
 	JOB_FETCH,
-	JOB_FINISH,
+	JOB_SYNC,		/* blocks written; waits for a group */
+	JOB_FINISH,		/* in the running group */
 	JOB_COMMIT
 };
 
@@ -174,6 +197,12 @@ struct job {
 	bool		 rescan;	/* the disk differs from our record */
 	bool		 bad_name;	/* a symlink or file on the way */
 	uint64_t	 ino, dev;	/* of the new entry */
+	uint64_t	 dir_ino, dir_dev; /* of its directory (groups) */
+	uint8_t		*wbuf;		/* owned; the lone block of a one-block
+					 * file, from a peer, for the group to
+					 * write; counted in p->inflight */
+	int32_t		 wsize;
+	bool		 placed;	/* renamed into place (groups) */
 	int		 late_rc;	/* failure after the change was made */
 	char		*copy_name;	/* owned; conflict copy made */
 	uint64_t	 reused_bytes;
@@ -210,6 +239,20 @@ struct blk_op {
 	bool		 network;
 };
 
+/*
+ * A finish group: files whose blocks are all written, finished by one
+ * pool job so that they share the syncs (invariant 4). At most one runs
+ * per pull; its jobs stay in p->jobs (state JOB_FINISH).
+ */
+struct group {
+	uv_work_t	 work;
+	struct pull	*p;
+	struct job	**jobs;		/* owned array of p's jobs */
+	size_t		 count;
+	int		 rc;		/* the temp files could not be written
+					 * or synced: nothing was renamed */
+};
+
 struct pull {
 	struct pull_params	 p;		/* strings replaced by copies */
 	char			*folder_id;	/* owned */
@@ -228,6 +271,7 @@ struct pull {
 
 	struct job		*jobs;
 	int			 njobs;
+	struct group		*group;		/* owned; running, or NULL */
 	int			 ops;		/* pool works, requests, timer */
 	uint64_t		 inflight;	/* block bytes */
 	bool			 started;	/* root checked */
@@ -247,12 +291,19 @@ struct pull {
 
 
 #define PULL_COMMIT_BATCH	256
+/* Files finished by one group (in practice at most PULL_MAX_FILES). */
+#define PULL_GROUP_MAX		256
+/* Up to this many files (or directories) a group fsyncs one by one;
+ * past it, one syncfs per file system costs fewer device flushes. */
+#define PULL_SYNC_EACH		2
 
 static void	advance(struct pull *p);
 static void	flush_commits(struct pull *p);
 static void	pump(struct pull *p);
 static void	job_check(struct job *j);
 static void	maybe_finish(struct pull *p);
+static void	start_group(struct pull *p);
+static void	arm_timer(struct pull *p, uint64_t ms);
 
 /* Small helpers */
 
@@ -613,24 +664,31 @@ out:
 	j->rc = rc;
 }
 
-/* Pool work: file, finish (invariants 1, 4, 6). */
-static void
-file_finish_work(uv_work_t *req)
+/*
+ * Pool: write the block a one-block file kept in memory, and give the
+ * complete temporary file its size, mode and mtime. This comes before the
+ * group's sync, so one sync makes data and metadata durable before the
+ * rename publishes them. The inode and device are those of the new entry
+ * (a rename keeps them).
+ */
+static int
+finish_prepare(struct job *j)
 {
-	struct job	*j = req->data;
 	const struct record *g = j->global;
 	struct timespec	 ts[2];
 	struct stat	 st;
-	char		*target = NULL;
-	bool		 absent;
 	int		 rc;
 
+	if (j->wbuf != NULL) {
+		rc = util_pwrite_all(j->tmpfd, j->wbuf, (size_t)j->wsize,
+		    (off_t)g->blocks[0].offset);
+		if (rc != 0)
+			goto out;
+	}
 	if (ftruncate(j->tmpfd, (off_t)g->size) != 0) {
 		rc = -errno;
 		goto out;
 	}
-	/* Mode and mtime before the fsync, so one fsync makes data and
-	 * metadata durable before the rename publishes them. */
 	if (fchmod(j->tmpfd, j->ignore_perms || g->no_permissions ? 0644 :
 	    (mode_t)(g->permissions & 0777)) != 0) {
 		rc = -errno;
@@ -644,13 +702,33 @@ file_finish_work(uv_work_t *req)
 		rc = -errno;
 		goto out;
 	}
-	rc = util_fsync(j->tmpfd);
-	if (rc != 0)
+	if (fstat(j->tmpfd, &st) != 0) {
+		rc = -errno;
 		goto out;
+	}
+	j->ino = (uint64_t)st.st_ino;
+	j->dev = (uint64_t)st.st_dev;
+	rc = 0;
+out:
+	return rc;
+}
+
+/*
+ * Pool: put one durable temporary file in place (invariants 1, 2, 6).
+ * Sets j->placed once the rename is done and j->rescan when the user got
+ * there first. 0 or -errno.
+ */
+static int
+finish_place(struct job *j)
+{
+	struct stat	 st;
+	char		*target = NULL;
+	bool		 absent;
+	int		 rc;
+
 	rc = marker_check(j->p->marker);
 	if (rc != 0)
 		goto out;
-
 	/* Invariant 1, again: the user may have written since PREP. */
 	rc = disk_look(j->dirfd, j->base, &st, &absent, &target);
 	if (rc != 0)
@@ -693,19 +771,167 @@ file_finish_work(uv_work_t *req)
 	}
 	if (rc != 0)
 		goto out;
-	if (fstat(j->tmpfd, &st) != 0) {
-		rc = -errno;
-		goto out;
+	j->placed = true;
+	/* For sync_renames: which directory the entry went to. */
+	if (fstat(j->dirfd, &st) == 0) {
+		j->dir_dev = (uint64_t)st.st_dev;
+		j->dir_ino = (uint64_t)st.st_ino;
+	} else {
+		/* Unknown: count it as a directory of its own. */
+		j->dir_dev = 0;
+		j->dir_ino = 0;
 	}
-	j->ino = (uint64_t)st.st_ino;
-	j->dev = (uint64_t)st.st_dev;
-	/* The rename is done: the record must follow even if the directory
-	 * cannot be synced, and the error then stops the pass. */
-	j->late_rc = util_fsync(j->dirfd);
 	rc = 0;
 out:
 	free(target);
-	j->rc = rc;
+	return rc;
+}
+
+/* The index of the first live job of the group on file system `dev`,
+ * or g->count when there is none. Live: prepared without error (and,
+ * with `placed`, renamed into place). */
+static size_t
+group_first_on(const struct group *g, uint64_t dev, bool placed)
+{
+	size_t	i;
+
+	for (i = 0; i < g->count; i++)
+		if (g->jobs[i]->rc == 0 && (!placed || g->jobs[i]->placed) &&
+		    g->jobs[i]->dev == dev)
+			break;
+	return i;
+}
+
+/*
+ * Pool: make the temporary files of the group's live jobs durable
+ * (invariant 4). A few files are fsynced one by one, so a lone big file
+ * does not flush everything else the file system holds; more share one
+ * syncfs per file system. syncfs reports only the write-back errors that
+ * happened since the descriptor it is given was opened, so each file is
+ * then asked for its own (sync_file_range with WAIT_AFTER returns the
+ * file's write-back error, and costs nothing once the data is clean).
+ * Any failure fails the whole group: nothing of it is renamed.
+ */
+static int
+sync_temps(struct group *g, size_t live)
+{
+	struct job	*j;
+	size_t		 i;
+	int		 rc = 0;
+
+	for (i = 0; rc == 0 && i < g->count; i++) {
+		j = g->jobs[i];
+		if (j->rc != 0)
+			continue;
+		if (live <= PULL_SYNC_EACH)
+			rc = util_fsync(j->tmpfd);
+		else if (group_first_on(g, j->dev, false) == i)
+			rc = util_syncfs(j->tmpfd);
+	}
+	for (i = 0; rc == 0 && live > PULL_SYNC_EACH && i < g->count; i++) {
+		j = g->jobs[i];
+		if (j->rc == 0 && sync_file_range(j->tmpfd, 0, 0,
+		    SYNC_FILE_RANGE_WAIT_AFTER) != 0)
+			rc = -errno;
+	}
+	return rc;
+}
+
+/* Is the group's job i the first renamed one into its directory? */
+static bool
+group_dir_first(const struct group *g, size_t i)
+{
+	const struct job	*j = g->jobs[i], *k;
+	size_t			 m;
+
+	if (j->dir_ino == 0)
+		return true;
+	for (m = 0; m < i; m++) {
+		k = g->jobs[m];
+		if (k->rc == 0 && k->placed && k->dir_ino == j->dir_ino &&
+		    k->dir_dev == j->dir_dev)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Pool: make the group's renames durable (invariant 4), before any of
+ * their records is queued (invariant 9): each directory is fsynced when
+ * they are few, else one syncfs per file system.
+ */
+static int
+sync_renames(struct group *g)
+{
+	struct job	*j;
+	size_t		 i, ndirs = 0;
+	int		 rc = 0;
+
+	for (i = 0; i < g->count; i++) {
+		j = g->jobs[i];
+		if (j->rc == 0 && j->placed && group_dir_first(g, i))
+			ndirs++;
+	}
+	for (i = 0; rc == 0 && i < g->count; i++) {
+		j = g->jobs[i];
+		if (j->rc != 0 || !j->placed)
+			continue;
+		if (ndirs <= PULL_SYNC_EACH) {
+			if (group_dir_first(g, i))
+				rc = util_fsync(j->dirfd);
+		} else if (group_first_on(g, j->dev, true) == i)
+			rc = util_syncfs(j->dirfd);
+	}
+	return rc;
+}
+
+/*
+ * Pool work: finish a group of files whose blocks are all written
+ * (invariants 1, 4, 6): size, mode and mtime of each; one sync for all
+ * the temporary files; the checks and rename of each; one sync for all
+ * the renames. Results go to each job (rc, rescan, placed, late_rc) and
+ * to g->rc when nothing may be renamed.
+ */
+static void
+group_work(uv_work_t *req)
+{
+	struct group	*g = req->data;
+	struct job	*j;
+	size_t		 i, live = 0;
+	int		 rc;
+
+	for (i = 0; i < g->count; i++) {
+		j = g->jobs[i];
+		j->rc = finish_prepare(j);
+		if (j->rc == 0)
+			live++;
+		else if (is_fatal_io(j->rc) && g->rc == 0)
+			/* The disk refuses writes: rename nothing
+			 * (invariant 7). */
+			g->rc = j->rc;
+	}
+	if (live == 0 || g->rc != 0)
+		goto out;
+	rc = sync_temps(g, live);
+	if (rc != 0) {
+		g->rc = rc;
+		goto out;
+	}
+	for (i = 0; i < g->count; i++) {
+		j = g->jobs[i];
+		if (j->rc == 0)
+			j->rc = finish_place(j);
+	}
+	/* The renames are done: the records must follow even if they
+	 * cannot be synced, and the error then stops the pass. */
+	rc = sync_renames(g);
+	for (i = 0; rc != 0 && i < g->count; i++) {
+		j = g->jobs[i];
+		if (j->rc == 0 && j->placed)
+			j->late_rc = rc;
+	}
+out:
+	return;
 }
 
 /* Pool work: directory (bep-brief §10.3: permissions, no mtime). */
@@ -1010,6 +1236,7 @@ job_free(struct job *j)
 	free(j->bstate);
 	free(j->btried);
 	free(j->retry);
+	free(j->wbuf);
 	record_free(j->global);
 	record_free(j->local);
 	free(j);
@@ -1042,6 +1269,8 @@ job_end(struct job *j, int rc, bool kick)
 			break;
 		}
 	p->njobs--;
+	if (j->wbuf != NULL)
+		p->inflight -= (uint64_t)j->wsize;
 	if (j->copy_name != NULL) {
 		/* Whatever happened next, the copy is a new file to scan. */
 		p->prog.conflicts++;
@@ -1078,7 +1307,7 @@ job_end(struct job *j, int rc, bool kick)
 }
 
 static void
-commit(struct job *j)
+commit(struct job *j, bool kick)
 {
 	struct pull	*p = j->p;
 	struct record	*r = NULL;
@@ -1105,7 +1334,7 @@ commit(struct job *j)
 	p->cq[p->cq_count++] = r;
 	if (p->cq_count >= PULL_COMMIT_BATCH)
 		flush_commits(p);
-	job_end(j, 0, true);
+	job_end(j, 0, kick);
 }
 
 /*
@@ -1141,23 +1370,6 @@ flush_commits(struct pull *p)
 	    n);
 }
 
-static void
-finish_done(uv_work_t *req, int status)
-{
-	struct job	*j = req->data;
-	struct pull	*p = j->p;
-
-	p->ops--;
-	if (status != 0)
-		j->rc = status;
-	if (j->rc != 0 || j->rescan) {
-		job_end(j, j->rc, true);
-		return;
-	}
-	j->state = JOB_COMMIT;
-	commit(j);
-}
-
 static int
 queue(struct pull *p, uv_work_t *w, void *data, uv_work_cb work,
     uv_after_work_cb done)
@@ -1176,7 +1388,6 @@ static void
 job_check(struct job *j)
 {
 	struct pull	*p = j->p;
-	int		 rc;
 
 	if (j->state != JOB_FETCH || j->ops > 0)
 		return;
@@ -1186,10 +1397,97 @@ job_check(struct job *j)
 	}
 	if (j->done_count < j->global->block_count)
 		return;
-	j->state = JOB_FINISH;
-	rc = queue(p, &j->work, j, file_finish_work, finish_done);
-	if (rc != 0)
-		job_end(j, rc, true);
+	/* With no stop (checked above) start_group ends no job, so this
+	 * is safe inside pump_once's walk of p->jobs. */
+	j->state = JOB_SYNC;
+	start_group(p);
+}
+
+static void
+group_done(uv_work_t *req, int status)
+{
+	struct group	*g = req->data;
+	struct pull	*p = g->p;
+	struct job	*j;
+	size_t		 i;
+	int		 rc;
+
+	p->ops--;
+	p->group = NULL;
+	for (i = 0; i < g->count; i++) {
+		j = g->jobs[i];
+		rc = j->rc != 0 ? j->rc : g->rc != 0 ? g->rc : status;
+		if (rc != 0 || j->rescan)
+			job_end(j, rc, false);
+		else {
+			j->state = JOB_COMMIT;
+			commit(j, false);
+		}
+	}
+	LOG_DEBUG("pull", "folder \"%s\": finished a group of %zu files",
+	    p->folder_id, g->count);
+	free(g->jobs);
+	free(g);
+	start_group(p);
+	advance(p);
+	pump(p);
+	maybe_finish(p);
+}
+
+/*
+ * Hand the files waiting in JOB_SYNC to a new group, unless one is
+ * running: then they go when it is done, so a lone file never waits for
+ * a timer and files that finish during a sync share the next one. After
+ * a stop nothing more is renamed (invariant 7): the waiting files end
+ * and keep their temporary files for resume. Not called from inside
+ * pump_once when jobs can end (see job_check).
+ */
+static void
+start_group(struct pull *p)
+{
+	struct group	*g;
+	struct job	*j, *next;
+	size_t		 n = 0;
+	int		 rc;
+
+	if (p->group != NULL)
+		return;
+	for (j = p->jobs; j != NULL; j = j->next)
+		if (j->state == JOB_SYNC)
+			n++;
+	if (n == 0)
+		return;
+	if (p->fatal != 0 || p->cancelled) {
+		for (j = p->jobs; j != NULL; j = next) {
+			next = j->next;
+			if (j->state == JOB_SYNC)
+				job_end(j, -ECANCELED, false);
+		}
+		return;
+	}
+	if (n > PULL_GROUP_MAX)
+		n = PULL_GROUP_MAX;
+	g = xcalloc(1, sizeof(*g));
+	g->p = p;
+	g->jobs = xcalloc(n, sizeof(*g->jobs));
+	for (j = p->jobs; j != NULL && g->count < n; j = j->next)
+		if (j->state == JOB_SYNC) {
+			j->state = JOB_FINISH;
+			g->jobs[g->count++] = j;
+		}
+	rc = queue(p, &g->work, g, group_work, group_done);
+	if (rc != 0) {
+		/* Ending the jobs here could free one pump_once is about
+		 * to visit: stop the pass and let the timer end them. */
+		for (n = 0; n < g->count; n++)
+			g->jobs[n]->state = JOB_SYNC;
+		free(g->jobs);
+		free(g);
+		set_fatal(p, rc, "cannot queue the finish of", NULL);
+		arm_timer(p, 0);
+		return;
+	}
+	p->group = g;
 }
 
 static void
@@ -1249,6 +1547,25 @@ response_cb(int status, const uint8_t *data, size_t len, void *arg)
 	int		 rc;
 
 	p->ops--;
+	if (ok && going && j->global->block_count == 1) {
+		/* A one-block file: its finish group writes the block, which
+		 * saves a pool round trip per small file. The bytes stay in
+		 * p->inflight until the job ends. */
+		j->wbuf = xmalloc(len > 0 ? len : 1);
+		memcpy(j->wbuf, data, len);
+		j->wsize = b->size;
+		j->bstate[b->idx] &= (uint8_t)~BLK_BUSY;
+		j->bstate[b->idx] |= BLK_DONE;
+		j->done_count++;
+		j->ops--;
+		p->prog.bytes_network += (uint64_t)b->size;
+		p->prog.blocks_network++;
+		free(b);
+		job_check(j);
+		pump(p);
+		maybe_finish(p);
+		return;
+	}
 	if (ok && going) {
 		/* The data is borrowed for this call only. */
 		b->buf = xmalloc(len > 0 ? len : 1);
@@ -1279,6 +1596,7 @@ timer_cb(uv_timer_t *t)
 
 	p->timer_armed = false;
 	p->ops--;
+	start_group(p);
 	pump(p);
 	advance(p);
 	maybe_finish(p);
@@ -1482,12 +1800,12 @@ prep_done(uv_work_t *req, int status)
 	}
 	if (j->op != OP_FILE) {
 		j->state = JOB_COMMIT;
-		commit(j);
+		commit(j, true);
 		return;
 	}
 	if (j->disk_global) {
 		j->state = JOB_COMMIT;
-		commit(j);
+		commit(j, true);
 		return;
 	}
 	p->prog.bytes_reused += j->reused_bytes;
@@ -1718,7 +2036,36 @@ collect(struct pull *p)
 	return rc;
 }
 
-/* Start jobs in need order, one phase at a time. */
+/* Is `a` inside directory `b` (a path below it)? */
+static bool
+is_below(const char *a, const char *b)
+{
+	size_t	n = strlen(b);
+
+	return strncmp(a, b, n) == 0 && a[n] == '/';
+}
+
+/* Does a job under way work on a name above or below `name`? A directory
+ * must wait for its parent's creation, and a deletion for those of the
+ * entries inside it. */
+static bool
+nests(const struct pull *p, const char *name)
+{
+	const struct job	*j;
+
+	for (j = p->jobs; j != NULL; j = j->next)
+		if (is_below(name, j->name) || is_below(j->name, name))
+			return true;
+	return false;
+}
+
+/*
+ * Start jobs in need order, one phase at a time, up to PULL_MAX_FILES at
+ * once. Directories and deletions run side by side too, except that one
+ * never starts while a job above or below it runs; the need list's order
+ * (directories shallow first, deletions deepest first) is kept, since
+ * the first name that cannot start stops the walk.
+ */
 static void
 advance(struct pull *p)
 {
@@ -1747,7 +2094,8 @@ advance(struct pull *p)
 		}
 		it = &p->batch[p->bi];
 		if (p->njobs > 0 && (it->phase != p->cur_phase ||
-		    it->phase != PHASE_FILES || p->njobs >= PULL_MAX_FILES))
+		    p->njobs >= PULL_MAX_FILES ||
+		    (it->phase != PHASE_FILES && nests(p, it->name))))
 			break;
 		p->bi++;
 		p->cur_phase = it->phase;
@@ -1830,8 +2178,14 @@ root_done(uv_work_t *req, int status)
 		maybe_finish(p);
 		return;
 	}
-	rc = model_counts(p->p.db, p->p.folder_idx, &mc);
-	if (rc == 0) {
+	/* The first batch before the counts: most passes (one after each
+	 * index update from a peer) find nothing to do, and then need no
+	 * count of the whole global list. */
+	rc = collect(p);
+	if (rc != 0)
+		set_fatal(p, rc, "need list", NULL);
+	else if (p->batch_count > 0 &&
+	    model_counts(p->p.db, p->p.folder_idx, &mc) == 0) {
 		p->prog.need_files = mc.need_files;
 		p->prog.need_bytes = mc.need_bytes;
 	}

@@ -289,6 +289,19 @@ util_fsync(int fd)
 }
 
 int
+util_syncfs(int fd)
+{
+	int	rc;
+
+	rc = fault_hit(UTIL_FAULT_FSYNC);
+	if (rc != 0)
+		return rc;
+	if (syncfs(fd) != 0)
+		return -errno;
+	return 0;
+}
+
+int
 util_fsync_dir(const char *dir)
 {
 	int	fd, rc;

@@ -7,9 +7,10 @@
  * index's hash -> (name, offset) lookup, and a partial temporary file left
  * by an earlier pass) and blocks requested from connected peers that hold
  * the exact global version; every block is checked against its SHA-256
- * before it is written. The result is fsynced, given its mode and mtime
- * and renamed into place. A file the user changed since the last scan is
- * never replaced. See docs/internals/pull.md for the invariants.
+ * before it is written. The result is given its mode and mtime, made
+ * durable and renamed into place, and the rename made durable, in groups
+ * of files that share the syncs. A file the user changed since the last
+ * scan is never replaced. See docs/internals/pull.md for the invariants.
  */
 #ifndef SHOAL_PULL_H
 #define SHOAL_PULL_H
@@ -24,8 +25,10 @@
 
 /* Names taken from the need list per batch. */
 #define PULL_BATCH		1000
-/* Files (and symlinks) worked on at the same time. */
-#define PULL_MAX_FILES		8
+/* Files (and symlinks) worked on at the same time, those waiting to be
+ * renamed included. Each holds two descriptors (its directory and its
+ * temporary file), so one pull keeps at most 2 * PULL_MAX_FILES open. */
+#define PULL_MAX_FILES		64
 /* Bytes of block data in flight (requested, being copied or written) over
  * all files of one pull; each connection also caps its own requests. */
 #define PULL_MAX_INFLIGHT	(16 * 1024 * 1024)

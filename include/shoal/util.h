@@ -99,6 +99,12 @@ int	util_pwrite_all(int fd, const void *buf, size_t len, off_t off)
 /* Read up to len bytes at off, retrying short reads; returns bytes or -errno. */
 ssize_t	util_pread_full(int fd, void *buf, size_t len, off_t off);
 int	util_fsync(int fd) SH_MUST_CHECK;
+/*
+ * Make every dirty file and the metadata of the file system holding fd
+ * durable (syncfs(2)): one device flush for many files. Subject to
+ * UTIL_FAULT_FSYNC like util_fsync. 0 or -errno.
+ */
+int	util_syncfs(int fd) SH_MUST_CHECK;
 int	util_fsync_dir(const char *dir) SH_MUST_CHECK;
 int	util_rename(const char *from, const char *to) SH_MUST_CHECK;
 /*

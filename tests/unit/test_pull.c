@@ -112,6 +112,8 @@ exists(struct fx *f, const char *name)
 	return ok;
 }
 
+static void	net_reset(void);
+
 static int
 setup(void **state)
 {
@@ -146,6 +148,7 @@ teardown(void **state)
 	char		*cmd;
 
 	util_fault_clear();
+	net_reset();
 	db_close(f->db);
 	cmd = xasprintf("chmod -R u+rwx '%s' 2>/dev/null; rm -rf '%s'",
 	    f->dir, f->dir);
@@ -268,6 +271,7 @@ struct conn {
 struct fake_resp {
 	uv_timer_t		 t;
 	struct conn		*c;
+	char			*name;
 	int64_t			 off;
 	int32_t			 size;
 	uint8_t			 hash[RECORD_HASH_LEN];
@@ -279,11 +283,33 @@ static uv_loop_t	*net_loop;
 static const uint8_t	*net_data;
 static struct conn	 net_conns[2];
 static int64_t		 net_devs[2];
+/* With net_hold > 0, answers wait until that many requests are in, then
+ * all come on the same loop turn (so their files finish together). */
+static int		 net_hold;
+static struct fake_resp	*net_held[16];
+static int		 net_nheld;
+/* Called with the file's name right before each answer (the user
+ * touching the disk while the pull runs). */
+static void		(*net_hook)(const char *name);
+static struct fx	*net_fx;
+
+static void
+net_reset(void)
+{
+	net_hold = 0;
+	net_nheld = 0;
+	net_hook = NULL;
+	net_fx = NULL;
+	net_data = NULL;
+}
 
 static void
 fake_close_cb(uv_handle_t *h)
 {
-	free(h->data);
+	struct fake_resp	*r = h->data;
+
+	free(r->name);
+	free(r);
 }
 
 static void
@@ -294,6 +320,8 @@ fake_fire(uv_timer_t *t)
 	int			 status = 0;
 
 	r->c->outstanding--;
+	if (net_hook != NULL)
+		net_hook(r->name);
 	if (r->c->fail)
 		status = SH_ENOTFOUND;
 	else if (hash_sha256(net_data + r->off, (size_t)r->size, h) != 0 ||
@@ -319,6 +347,7 @@ conn_request(struct conn *c, const char *folder, const char *name,
 	}
 	r = xcalloc(1, sizeof(*r));
 	r->c = c;
+	r->name = xstrdup(name);
 	r->off = offset;
 	r->size = size;
 	memcpy(r->hash, hash, RECORD_HASH_LEN);
@@ -326,7 +355,18 @@ conn_request(struct conn *c, const char *folder, const char *name,
 	r->arg = arg;
 	assert_int_equal(uv_timer_init(net_loop, &r->t), 0);
 	r->t.data = r;
-	assert_int_equal(uv_timer_start(&r->t, fake_fire, 0, 0), 0);
+	if (net_hold > 0) {
+		assert_true(net_nheld < (int)(sizeof(net_held) /
+		    sizeof(net_held[0])));
+		net_held[net_nheld++] = r;
+		if (net_nheld == net_hold) {
+			for (; net_nheld > 0; net_nheld--)
+				assert_int_equal(uv_timer_start(
+				    &net_held[net_nheld - 1]->t, fake_fire,
+				    0, 0), 0);
+		}
+	} else
+		assert_int_equal(uv_timer_start(&r->t, fake_fire, 0, 0), 0);
 	c->requests++;
 	c->outstanding++;
 	if (c->outstanding > c->max_outstanding)
@@ -1040,6 +1080,231 @@ test_pull_blocks_from_peers(void **state)
 	free(data);
 }
 
+#define GROUP_FILES	6
+
+/*
+ * GROUP_FILES local files g0.. with newer remote versions whose blocks
+ * only a peer has; the answers all come on one loop turn, so the first
+ * file to finish forms a group alone and the others share the next one.
+ * Returns the new content (GROUP_LEN bytes, same for every file).
+ */
+#define GROUP_LEN	1000
+static uint8_t *
+setup_group(struct fx *f)
+{
+	struct record	*r, *old;
+	uint8_t		*data;
+	char		 name[16], mine[16];
+	int		 i;
+
+	data = xmalloc(GROUP_LEN);
+	fill(data, GROUP_LEN, 12);
+	for (i = 0; i < GROUP_FILES; i++) {
+		(void)snprintf(name, sizeof(name), "g%d", i);
+		(void)snprintf(mine, sizeof(mine), "old %d", i);
+		write_file(f, name, mine, strlen(mine));
+	}
+	scan(f);
+	for (i = 0; i < GROUP_FILES; i++) {
+		(void)snprintf(name, sizeof(name), "g%d", i);
+		old = local(f, name);
+		r = remote_file(f, name, data, GROUP_LEN, &old->version,
+		    1700000000, 0644);
+		remote_put(f, r);
+		record_free(r);
+		record_free(old);
+	}
+	net_data = data;
+	memset(net_conns, 0, sizeof(net_conns));
+	net_devs[0] = f->rdev;
+	net_devs[1] = -1;
+	net_hold = GROUP_FILES;
+	net_fx = f;
+	return data;
+}
+
+/* Is g<i> still the user's old file with its old record? */
+static bool
+group_untouched(struct fx *f, int i)
+{
+	struct record	*l;
+	char		 name[16], mine[16], *p, *got = NULL;
+	size_t		 got_len = 0;
+	bool		 same;
+
+	(void)snprintf(name, sizeof(name), "g%d", i);
+	(void)snprintf(mine, sizeof(mine), "old %d", i);
+	p = path_of(f, name);
+	assert_int_equal(util_read_file(p, 1 << 20, &got, &got_len), 0);
+	same = got_len == strlen(mine) && memcmp(got, mine, got_len) == 0;
+	free(got);
+	free(p);
+	l = local(f, name);
+	if (same)
+		assert_int_equal(l->modified_by, f->me);
+	else
+		assert_int_equal(l->modified_by, f->them);
+	record_free(l);
+	return same;
+}
+
+static void
+edit_g3(const char *name)
+{
+	if (strcmp(name, "g3") == 0)
+		write_file(net_fx, "g3", "mine, not yours", 15);
+}
+
+/*
+ * Invariant 1 inside a finish group: g3 is written by the user after its
+ * PREP checked it (while its block is on the way). The group's check
+ * right before the rename sees it: g3 keeps the user's data and record
+ * and is rescanned; the other files of the group are replaced.
+ */
+static void
+test_pull_group_skips_file_changed_before_rename(void **state)
+{
+	struct fx	*f = *state;
+	struct record	*l;
+	uint8_t		*data;
+	char		 name[16];
+	int		 i;
+
+	data = setup_group(f);
+	net_hook = edit_g3;
+	assert_int_equal(run_pull(f), 0);
+	for (i = 0; i < GROUP_FILES; i++) {
+		if (i == 3)
+			continue;
+		(void)snprintf(name, sizeof(name), "g%d", i);
+		expect_file(f, name, data, GROUP_LEN);
+		assert_false(group_untouched(f, i));
+	}
+	expect_file(f, "g3", "mine, not yours", 15);
+	l = local(f, "g3");
+	assert_int_equal(l->modified_by, f->me);
+	assert_int_equal(l->size, 5);
+	record_free(l);
+	assert_int_equal(f->rescans, 1);
+	assert_string_equal(f->rescan_name, "g3");
+	assert_int_equal(f->prog.files_done, GROUP_FILES - 1);
+	assert_int_equal(f->changes, GROUP_FILES - 1);
+	free(data);
+}
+
+/*
+ * Invariants 4, 7 and 9 with groups: the third sync (the first file's
+ * group made two: its temp file and its directory) is the one of the
+ * second group, and it fails. None of that group's files is renamed or
+ * recorded, the pass stops with the error, and every temporary file
+ * stays complete: the next pass finishes them all with no peer.
+ */
+static void
+test_pull_group_sync_failure_commits_nothing(void **state)
+{
+	struct fx	*f = *state;
+	uint8_t		*data;
+	char		 name[16], *tmp;
+	int		 i, placed = 0;
+
+	data = setup_group(f);
+	util_fault_set(UTIL_FAULT_FSYNC, 3, EIO);
+	assert_int_equal(run_pull(f), -EIO);
+	util_fault_clear();
+	for (i = 0; i < GROUP_FILES; i++) {
+		(void)snprintf(name, sizeof(name), "g%d", i);
+		if (!group_untouched(f, i)) {
+			expect_file(f, name, data, GROUP_LEN);
+			placed++;
+			continue;
+		}
+		tmp = pull_temp_name(name);
+		assert_true(exists(f, tmp));
+		free(tmp);
+	}
+	/* Only the lone first file made it, record and all. */
+	assert_int_equal(placed, 1);
+	assert_int_equal(f->changes, 1);
+
+	net_hold = 0;
+	net_conns[0].fail = true;
+	assert_int_equal(run_pull(f), 0);
+	for (i = 0; i < GROUP_FILES; i++) {
+		(void)snprintf(name, sizeof(name), "g%d", i);
+		expect_file(f, name, data, GROUP_LEN);
+		assert_false(group_untouched(f, i));
+	}
+	assert_int_equal(f->prog.blocks_reused, GROUP_FILES - 1);
+	assert_int_equal(f->prog.bytes_network, 0);
+	assert_int_equal(f->changes, GROUP_FILES - 1);
+	free(data);
+}
+
+/*
+ * Directories and deletions run side by side, but never with a job above
+ * or below them: a nested tree is created (each directory after its
+ * parent) and deleted (each directory after what was in it) in one pass
+ * each, with no failure.
+ */
+static void
+test_pull_nested_dirs_side_by_side(void **state)
+{
+	struct fx	*f = *state;
+	struct record	*r, *l;
+	const char	*dirs[] = { "t", "u", "t/a", "t/x", "t/y", "u/v",
+			    "t/a/b", "u/v/w", "t/a/b/c", "t/a/b/c/d" };
+	const char	*files[] = { "t/a/b/c/d/f", "u/v/w/g", "t/x/h" };
+	size_t		 i, nd = sizeof(dirs) / sizeof(dirs[0]);
+	size_t		 nf = sizeof(files) / sizeof(files[0]);
+
+	for (i = 0; i < nd; i++) {
+		r = record_new();
+		r->name = xstrdup(dirs[i]);
+		r->type = RECORD_TYPE_DIRECTORY;
+		r->permissions = 0755;
+		r->modified_s = 1700000000;
+		r->modified_by = f->them;
+		record_vector_update(&r->version, f->them, util_now_unix());
+		remote_put(f, r);
+		record_free(r);
+	}
+	for (i = 0; i < nf; i++) {
+		r = remote_file(f, files[i], (const uint8_t *)"", 0, NULL,
+		    1700000000, 0644);
+		remote_put(f, r);
+		record_free(r);
+	}
+	assert_int_equal(run_pull(f), 0);
+	assert_int_equal(f->prog.files_failed, 0);
+	assert_int_equal(f->prog.files_done, nd + nf);
+	for (i = 0; i < nf; i++)
+		assert_true(exists(f, files[i]));
+
+	/* Everything is deleted remotely. */
+	for (i = 0; i < nd + nf; i++) {
+		l = local(f, i < nd ? dirs[i] : files[i - nd]);
+		r = record_dup(l);
+		free(r->blocks);
+		r->blocks = NULL;
+		r->block_count = 0;
+		r->has_blocks_hash = false;
+		r->size = 0;
+		r->deleted = true;
+		r->modified_by = f->them;
+		r->inode = r->dev = 0;
+		record_vector_update(&r->version, f->them,
+		    util_now_unix() + 100);
+		remote_put(f, r);
+		record_free(r);
+		record_free(l);
+	}
+	assert_int_equal(run_pull(f), 0);
+	assert_int_equal(f->prog.files_failed, 0);
+	assert_int_equal(f->prog.files_done, nd + nf);
+	assert_false(exists(f, "t"));
+	assert_false(exists(f, "u"));
+}
+
 static void
 test_pull_temp_name(void **state)
 {
@@ -1093,6 +1358,14 @@ main(void)
 		    test_pull_refuses_symlinked_parent, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_pull_blocks_from_peers, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pull_group_skips_file_changed_before_rename, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pull_group_sync_failure_commits_nothing, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pull_nested_dirs_side_by_side, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
