@@ -289,7 +289,7 @@ folder_peers_json(struct daemon *d, const struct config_folder *cf,
 		if (!conn_folder_index_sent(c, fidx))
 			*all_sent = false;
 		if (db_device_idx(d->db, &cf->shares[i], &didx) != 0 ||
-		    db_completion(d->db, fidx, didx, &pct) != 0)
+		    db_completion_cached(d->db, fidx, didx, &pct) != 0)
 			pct = 0.0;
 		identity_id_format(&cf->shares[i], idstr);
 		json_array_append_new(arr, json_pack("{s:s, s:f}", "device_id",
@@ -303,16 +303,18 @@ folder_json(struct daemon *d, struct folder *f)
 {
 	const struct config_folder	*cf = folder_config(f);
 	struct folder_status		 st;
-	struct model_counts		 mc;
+	struct db_global_counts		 gc;
 	json_t				*o, *scan, *peers;
-	bool				 idle, all_sent = true;
+	bool				 idle, counted, all_sent = true;
 
 	folder_get_status(f, &st);
 	peers = folder_peers_json(d, cf, folder_idx(f), &all_sent);
-	if (model_counts(d->db, folder_idx(f), &mc) != 0)
-		memset(&mc, 0, sizeof(mc));
-	idle = (st.state == FOLDER_STATE_IDLE) && all_sent &&
-	    mc.need_files == 0;
+	/* Polled often: cached, and never stale towards "in sync" (db.h). */
+	counted = db_global_counts_cached(d->db, folder_idx(f), &gc) == 0;
+	if (!counted)
+		memset(&gc, 0, sizeof(gc));
+	idle = (st.state == FOLDER_STATE_IDLE) && all_sent && counted &&
+	    gc.need_items == 0;
 	scan = json_pack("{s:b, s:I, s:I, s:I, s:I, s:I}",
 	    "running", st.scan_running,
 	    "entries_seen", (json_int_t)st.scan.entries_seen,
@@ -329,10 +331,10 @@ folder_json(struct daemon *d, struct folder *f)
 	    "local_files", (json_int_t)st.local_files,
 	    "local_bytes", (json_int_t)st.local_bytes,
 	    "local_directories", (json_int_t)st.local_directories,
-	    "global_files", (json_int_t)mc.global_files,
-	    "global_bytes", (json_int_t)mc.global_bytes,
-	    "need_files", (json_int_t)mc.need_files,
-	    "need_bytes", (json_int_t)mc.need_bytes,
+	    "global_files", (json_int_t)gc.files,
+	    "global_bytes", (json_int_t)gc.bytes,
+	    "need_files", (json_int_t)gc.need_items,
+	    "need_bytes", (json_int_t)gc.need_bytes,
 	    "in_sync", idle,
 	    "peers", peers,
 	    "scan", scan,

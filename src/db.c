@@ -58,6 +58,8 @@
 #define VECTOR_COUNTER_LEN	16
 #define BLOCK_PACKED_LEN	48	/* offset 8, size 4, hash 32, weak 4 */
 #define BUSY_TIMEOUT_MS		5000
+/* Status cache: a changing folder's aggregates at most this often. */
+#define CACHE_MIN_MS		250
 
 /*
  * Forward migrations: migrations[v] takes a database from version v - 1 to
@@ -202,6 +204,7 @@ enum db_stmt {
 	ST_DROP_NAMES_FILL,
 	ST_DROP_NAMES_GET,
 	ST_DROP_NAMES_CLEAR,
+	ST_NEED_ANY,
 	ST_COUNT
 };
 
@@ -354,6 +357,27 @@ static const char *const stmt_sql[ST_COUNT] = {
 	    "files WHERE folder = ?1 AND device = ?2",
 	[ST_DROP_NAMES_GET] = "SELECT name FROM temp.drop_names",
 	[ST_DROP_NAMES_CLEAR] = "DELETE FROM temp.drop_names",
+	[ST_NEED_ANY] = "SELECT 1 FROM globals INDEXED BY globals_need "
+	    "WHERE folder = ?1 AND need != 0 LIMIT 1",
+};
+
+/* Cached status aggregates of one folder (db_*_cached). */
+struct cache_compl {
+	int64_t		 device;
+	uint64_t	 gen;
+	uint64_t	 ms;
+	double		 pct;
+};
+
+struct cache_folder {
+	int64_t			 folder;
+	uint64_t		 gen;		/* bumped by every change */
+	bool			 g_valid;
+	uint64_t		 g_gen;		/* gen the counts were taken at */
+	uint64_t		 g_ms;
+	struct db_global_counts	 g;
+	struct cache_compl	*compl;		/* owned */
+	size_t			 compl_count;
 };
 
 struct db {
@@ -372,6 +396,8 @@ struct db {
 	bool		 seq_dirty;		/* differs from index_ids */
 	int64_t		 seq_folder;
 	int64_t		 seq_value;		/* last sequence handed out */
+	struct cache_folder *cache;		/* owned */
+	size_t		 cache_count;
 };
 
 /* Helpers */
@@ -381,6 +407,48 @@ dberr(struct db *db, const char *what)
 {
 	LOG_ERROR("db", "%s: %s: %s", db->path, what, sqlite3_errmsg(db->h));
 	return SH_EDB;
+}
+
+/*
+ * Status cache. Every change to a folder's files or globals bumps its
+ * generation; a rollback bumps them all, since values may have been taken
+ * inside the transaction that was undone.
+ */
+static struct cache_folder *
+cache_find(struct db *db, int64_t folder, bool create)
+{
+	struct cache_folder	*c;
+	size_t			 i;
+
+	for (i = 0; i < db->cache_count; i++)
+		if (db->cache[i].folder == folder)
+			return &db->cache[i];
+	if (!create)
+		return NULL;
+	db->cache = xreallocarray(db->cache, db->cache_count + 1,
+	    sizeof(*db->cache));
+	c = &db->cache[db->cache_count++];
+	memset(c, 0, sizeof(*c));
+	c->folder = folder;
+	return c;
+}
+
+static void
+cache_bump(struct db *db, int64_t folder)
+{
+	struct cache_folder	*c = cache_find(db, folder, false);
+
+	if (c != NULL)
+		c->gen++;
+}
+
+static void
+cache_bump_all(struct db *db)
+{
+	size_t	i;
+
+	for (i = 0; i < db->cache_count; i++)
+		db->cache[i].gen++;
 }
 
 static void
@@ -950,6 +1018,9 @@ db_close(struct db *db)
 	if (db->h != NULL && sqlite3_close(db->h) != SQLITE_OK)
 		LOG_ERROR("db", "%s: close: %s", db->path,
 		    sqlite3_errmsg(db->h));
+	for (i = 0; i < (int)db->cache_count; i++)
+		free(db->cache[i].compl);
+	free(db->cache);
 	free(db->path);
 	free(db);
 }
@@ -1016,6 +1087,7 @@ db_rollback(struct db *db)
 	db->in_tx = false;
 	db->tx_failed = false;
 	seq_forget(db);
+	cache_bump_all(db);
 }
 
 /* Folders and devices */
@@ -1125,6 +1197,7 @@ db_folder_drop(struct db *db, int64_t folder)
 	bool				 own = false;
 	int				 rc;
 
+	cache_bump(db, folder);
 	rc = op_begin(db, &own);
 	if (rc != 0)
 		return rc;
@@ -1159,6 +1232,7 @@ db_files_drop(struct db *db, int64_t folder, int64_t device)
 	bool		 own = false;
 	int		 rc;
 
+	cache_bump(db, folder);
 	rc = op_begin(db, &own);
 	if (rc != 0)
 		return rc;
@@ -1641,6 +1715,7 @@ put_record(struct db *db, int64_t folder, int64_t device,
 	    r->block_count > RECORD_MAX_BLOCKS ||
 	    (r->block_count > 0 && r->blocks == NULL))
 		return -EINVAL;
+	cache_bump(db, folder);
 	rc = op_begin(db, &own);
 	if (rc != 0)
 		return rc;
@@ -2281,6 +2356,114 @@ db_global_counts(struct db *db, int64_t folder, struct db_global_counts *out)
 out:
 	stmt_done(s, false);
 	return rc;
+}
+
+/* Does the folder need anything at all? One row through globals_need. */
+static int
+need_any(struct db *db, int64_t folder, bool *out)
+{
+	sqlite3_stmt	*s = NULL;
+	int		 rc, e;
+
+	*out = true;
+	rc = stmt_get(db, ST_NEED_ANY, &s);
+	if (rc != 0)
+		goto out;
+	if (sqlite3_bind_int64(s, 1, folder) != SQLITE_OK) {
+		rc = dberr(db, "bind");
+		goto out;
+	}
+	e = sqlite3_step(s);
+	if (e != SQLITE_ROW && e != SQLITE_DONE) {
+		rc = dberr(db, "need any");
+		goto out;
+	}
+	*out = e == SQLITE_ROW;
+out:
+	stmt_done(s, false);
+	return rc;
+}
+
+int
+db_global_counts_cached(struct db *db, int64_t folder,
+    struct db_global_counts *out)
+{
+	struct cache_folder	*c;
+	uint64_t		 now = util_now_ms(), gen;
+	bool			 any;
+	int			 rc;
+
+	if (db->in_tx)
+		return db_global_counts(db, folder, out);
+	c = cache_find(db, folder, true);
+	gen = c->gen;
+	if (c->g_valid && c->g_gen == gen) {
+		*out = c->g;
+		return 0;
+	}
+	/*
+	 * Changed since: old values may stand for a while, but only if they
+	 * say something is still needed and that is still true, so a stale
+	 * value never makes the folder look in sync (or need nothing) early.
+	 */
+	if (c->g_valid && now - c->g_ms < CACHE_MIN_MS &&
+	    c->g.need_items > 0 && c->g.need_bytes > 0) {
+		rc = need_any(db, folder, &any);
+		if (rc != 0)
+			return rc;
+		if (any) {
+			*out = c->g;
+			return 0;
+		}
+	}
+	rc = db_global_counts(db, folder, out);
+	if (rc != 0)
+		return rc;
+	/* The cache array may have moved: look the entry up again. */
+	c = cache_find(db, folder, true);
+	c->g = *out;
+	c->g_gen = gen;
+	c->g_ms = now;
+	c->g_valid = true;
+	return 0;
+}
+
+int
+db_completion_cached(struct db *db, int64_t folder, int64_t device,
+    double *out)
+{
+	struct cache_folder	*c;
+	struct cache_compl	*e = NULL;
+	uint64_t		 now = util_now_ms(), gen;
+	size_t			 i;
+	int			 rc;
+
+	if (db->in_tx)
+		return db_completion(db, folder, device, out);
+	c = cache_find(db, folder, true);
+	gen = c->gen;
+	for (i = 0; i < c->compl_count; i++)
+		if (c->compl[i].device == device)
+			e = &c->compl[i];
+	/* As above: a stale value may stand only while it is below 100. */
+	if (e != NULL && (e->gen == gen ||
+	    (now - e->ms < CACHE_MIN_MS && e->pct < 100.0))) {
+		*out = e->pct;
+		return 0;
+	}
+	rc = db_completion(db, folder, device, out);
+	if (rc != 0)
+		return rc;
+	if (e == NULL) {
+		c->compl = xreallocarray(c->compl, c->compl_count + 1,
+		    sizeof(*c->compl));
+		e = &c->compl[c->compl_count++];
+		e->device = device;
+	}
+	e->gen = gen;
+	e->ms = now;
+	e->pct = *out;
+	return 0;
 }
 
 int

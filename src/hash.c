@@ -154,53 +154,73 @@ hash_adler32(const void *data, size_t len)
 	return (b << 16) | a;
 }
 
+size_t
+hash_block_count(int64_t size, int32_t block_size)
+{
+	size_t	n;
+
+	if (size < 0 || block_size < RECORD_MIN_BLOCK_SIZE ||
+	    block_size > RECORD_MAX_BLOCK_SIZE)
+		return 0;
+	n = size == 0 ? 1 : (size_t)((size + block_size - 1) / block_size);
+	return n > RECORD_MAX_BLOCKS ? 0 : n;
+}
+
 int
-hash_file_work(int fd, int64_t size, int32_t block_size,
-    struct record_block **blocks, size_t *count, const volatile int *cancel,
+hash_blocks_work(int fd, int64_t size, int32_t block_size, size_t first,
+    size_t count, struct record_block *bl, const volatile int *cancel,
     uint64_t *progress)
 {
-	EVP_MD_CTX		*ctx = NULL;
-	struct record_block	*bl = NULL;
-	uint8_t			*buf = NULL;
-	size_t			 n, i;
-	int64_t			 off;
-	ssize_t			 got;
-	unsigned int		 olen;
-	int			 rc;
+	EVP_MD_CTX	*ctx = NULL;
+	uint8_t		*buf = NULL;
+	size_t		 n, i, bufsize;
+	int64_t		 off;
+	ssize_t		 got;
+	unsigned int	 olen;
+	int		 rc;
 
-	*blocks = NULL;
-	*count = 0;
 	if (size < 0 || block_size < RECORD_MIN_BLOCK_SIZE ||
 	    block_size > RECORD_MAX_BLOCK_SIZE) {
 		rc = -EINVAL;
 		goto out;
 	}
-	n = size == 0 ? 1 : (size_t)((size + block_size - 1) / block_size);
-	if (n > RECORD_MAX_BLOCKS) {
+	n = hash_block_count(size, block_size);
+	if (n == 0) {
 		rc = -EFBIG;
 		goto out;
 	}
-	bl = xcalloc(n, sizeof(*bl));
+	if (first > n || count > n - first) {
+		rc = -EINVAL;
+		goto out;
+	}
+	if (count == 0) {
+		rc = 0;
+		goto out;
+	}
 	if (size == 0) {
 		/* An empty file has exactly one empty block (§10.2). */
 		rc = hash_sha256("", 0, bl[0].hash);
 		if (rc != 0)
 			goto out;
+		bl[0].offset = 0;
+		bl[0].size = 0;
 		bl[0].weak_hash = hash_adler32("", 0);
-		rc = 0;
-		goto done;
+		goto out;
 	}
 
+	off = (int64_t)first * block_size;
 	/* Sequential read-ahead helps cold caches; failure is harmless. */
-	(void)posix_fadvise(fd, 0, (off_t)size, POSIX_FADV_SEQUENTIAL);
+	(void)posix_fadvise(fd, (off_t)off, (off_t)((int64_t)count *
+	    block_size), POSIX_FADV_SEQUENTIAL);
 	/* Small files get a small buffer: no 128 KiB allocation per file. */
-	buf = xmalloc((size_t)(size < block_size ? size : block_size));
+	bufsize = (size_t)(size - off < block_size ? size - off : block_size);
+	buf = xmalloc(bufsize);
 	ctx = EVP_MD_CTX_new();
 	if (ctx == NULL) {
 		rc = SH_ECRYPTO;
 		goto out;
 	}
-	for (i = 0, off = 0; i < n; i++, off += block_size) {
+	for (i = first; i < first + count; i++, off += block_size) {
 		size_t	 want = (size_t)(size - off < block_size ?
 		    size - off : block_size);
 
@@ -233,13 +253,42 @@ hash_file_work(int fd, int64_t size, int32_t block_size,
 			    __ATOMIC_RELAXED);
 	}
 	rc = 0;
-done:
+out:
+	EVP_MD_CTX_free(ctx);
+	free(buf);
+	return rc;
+}
+
+int
+hash_file_work(int fd, int64_t size, int32_t block_size,
+    struct record_block **blocks, size_t *count, const volatile int *cancel,
+    uint64_t *progress)
+{
+	struct record_block	*bl = NULL;
+	size_t			 n;
+	int			 rc;
+
+	*blocks = NULL;
+	*count = 0;
+	if (size < 0 || block_size < RECORD_MIN_BLOCK_SIZE ||
+	    block_size > RECORD_MAX_BLOCK_SIZE) {
+		rc = -EINVAL;
+		goto out;
+	}
+	n = hash_block_count(size, block_size);
+	if (n == 0) {
+		rc = -EFBIG;
+		goto out;
+	}
+	bl = xcalloc(n, sizeof(*bl));
+	rc = hash_blocks_work(fd, size, block_size, 0, n, bl, cancel,
+	    progress);
+	if (rc != 0)
+		goto out;
 	*blocks = bl;
 	*count = n;
 	bl = NULL;
 out:
-	EVP_MD_CTX_free(ctx);
-	free(buf);
 	free(bl);
 	return rc;
 }

@@ -16,6 +16,9 @@
  * with its record: unchanged entries are dropped; directories, symlinks and
  * permission-only changes become pending records at once; other regular
  * files go to the hash queue, which at most SCAN_HASH_JOBS pool jobs drain.
+ * A big file is cut into parts of SCAN_PART_BYTES, one pool job each, so
+ * that one large file is hashed on every core; each part checks the file's
+ * metadata before and after reading its blocks (rule 2 per part).
  * Pending records are committed in one transaction per SCAN_COMMIT_COUNT
  * records or SCAN_COMMIT_MS, whichever comes first (group commit), and the
  * transaction is never held across loop iterations, so other modules may
@@ -62,6 +65,7 @@
 #define SCAN_HASH_JOBS		3	/* hash jobs in flight (2 cores + I/O) */
 #define SCAN_HASH_JOB_FILES	128	/* small files batched per hash job */
 #define SCAN_HASH_JOB_BYTES	(8 << 20)
+#define SCAN_PART_BYTES		(16 << 20)	/* of a big file, per job */
 #define SCAN_HASH_BACKLOG	1024	/* walker pauses above this */
 #define SCAN_COMMIT_COUNT	512
 #define SCAN_COMMIT_MS		200
@@ -93,6 +97,9 @@ struct pend {
 	size_t			 block_count;
 	int			 err;		/* hash result */
 	int			 retries;
+	/* Big files: blocks handed out to part jobs, and jobs running. */
+	size_t			 part_next;
+	int			 part_jobs;
 };
 
 struct pend_list {
@@ -141,9 +148,16 @@ struct walk_job {
 struct hash_job {
 	uv_work_t	 req;
 	struct scan	*s;
-	bool		 big;		/* one file above SCAN_HASH_JOB_BYTES */
+	bool		 big;		/* part of a file above SCAN_HASH_JOB_BYTES */
 	struct pend	*items[SCAN_HASH_JOB_FILES];	/* owned */
 	size_t		 count;
+	/* big: blocks [first, first + blocks) of `part`, which stays owned
+	 * by the queue until its last part is handed out, then by the jobs
+	 * (the one finishing last completes it). */
+	struct pend	*part;
+	size_t		 first;
+	size_t		 blocks;
+	int		 err;
 };
 
 struct scan {
@@ -592,45 +606,66 @@ same_stat(const struct pend *p, const struct stat *st)
 	    (uint64_t)st->st_ino == p->ino;
 }
 
-static void
-hash_one(struct scan *s, struct pend *p)
+/*
+ * Hash blocks [first, first + count) of p's file into bl, between two
+ * checks that the file is the one that was stat'ed (rule 2: a write while
+ * we read changes the mtime, so the hashes of a mix are never kept).
+ * 0 or negative (SH_ECONFLICT: changed, retry).
+ */
+static int
+hash_checked(struct scan *s, const struct pend *p, struct record_block *bl,
+    size_t first, size_t count)
 {
 	struct stat	 st;
 	char		*path;
-	int		 fd;
+	int		 fd, rc;
 
 	path = util_path_join(s->root, p->name);
 	/* O_NONBLOCK: if a FIFO was swapped in, open must not hang. */
 	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	free(path);
-	if (fd < 0) {
-		p->err = -errno;
-		return;
-	}
+	if (fd < 0)
+		return -errno;
 	if (fstat(fd, &st) != 0) {
-		p->err = -errno;
+		rc = -errno;
 		goto out;
 	}
 	if (!same_stat(p, &st)) {
-		p->err = SH_ECONFLICT;
+		rc = SH_ECONFLICT;
 		goto out;
 	}
-	p->err = hash_file_work(fd, p->size, p->block_size, &p->blocks,
-	    &p->block_count, &s->cancel, &s->prog.bytes_hashed);
-	if (p->err != 0)
+	rc = hash_blocks_work(fd, p->size, p->block_size, first, count, bl,
+	    &s->cancel, &s->prog.bytes_hashed);
+	if (rc != 0)
 		goto out;
-	/* Rule 2: written to while we read it? Then the hashes are a mix. */
 	if (fstat(fd, &st) != 0)
-		p->err = -errno;
+		rc = -errno;
 	else if (!same_stat(p, &st))
-		p->err = SH_ECONFLICT;
-	if (p->err != 0) {
-		free(p->blocks);
-		p->blocks = NULL;
-		p->block_count = 0;
-	}
+		rc = SH_ECONFLICT;
 out:
 	close(fd);
+	return rc;
+}
+
+static void
+hash_one(struct scan *s, struct pend *p)
+{
+	struct record_block	*bl;
+	size_t			 n;
+
+	n = hash_block_count(p->size, p->block_size);
+	if (n == 0) {
+		p->err = -EFBIG;
+		return;
+	}
+	bl = xcalloc(n, sizeof(*bl));
+	p->err = hash_checked(s, p, bl, 0, n);
+	if (p->err != 0) {
+		free(bl);
+		return;
+	}
+	p->blocks = bl;
+	p->block_count = n;
 }
 
 static void
@@ -639,6 +674,15 @@ hash_work(uv_work_t *req)
 	struct hash_job	*j = req->data;
 	size_t		 i;
 
+	if (j->part != NULL) {
+		/* Parts of one file write disjoint entries of its array. */
+		if (__atomic_load_n(&j->s->cancel, __ATOMIC_RELAXED))
+			j->err = -ECANCELED;
+		else
+			j->err = hash_checked(j->s, j->part, j->part->blocks,
+			    j->first, j->blocks);
+		return;
+	}
 	for (i = 0; i < j->count; i++) {
 		if (__atomic_load_n(&j->s->cancel, __ATOMIC_RELAXED)) {
 			j->items[i]->err = -ECANCELED;
@@ -1219,49 +1263,114 @@ walk_done(uv_work_t *req, int status)
 	pump(s);
 }
 
+/* A file's hashing ended (all its parts, for a big one): keep or retry. */
+static void
+hashed(struct scan *s, struct pend *p)
+{
+	char	 esc[512];
+
+	if (p->err == 0) {
+		s->prog.files_hashed++;
+		pend_list_push(&s->pending, p);
+		return;
+	}
+	if (!stopping(s) && (p->err == SH_ECONFLICT ||
+	    p->err == -ENOENT || p->err == -ELOOP)) {
+		/* Rule 2: look again later; a vanished file turns
+		 * into a tombstone through the same path. */
+		if (p->retries < SCAN_RETRIES)
+			push_single(s, p->name, false, p->retries + 1);
+		else
+			LOG_WARN("scan", "folder \"%s\": \"%s\" keeps "
+			    "changing; leaving it for the next scan",
+			    s->folder_id,
+			    log_escape(p->name, esc, sizeof(esc)));
+	} else if (p->err != -ECANCELED && !stopping(s)) {
+		LOG_WARN("scan", "folder \"%s\": cannot hash \"%s\": "
+		    "%s", s->folder_id,
+		    log_escape(p->name, esc, sizeof(esc)),
+		    sh_strerror(p->err));
+	}
+	pend_free(p);
+}
+
+static void
+part_done(struct scan *s, struct hash_job *j, int status)
+{
+	struct pend	*p = j->part;
+	size_t		 n = p->block_count;
+
+	p->part_jobs--;
+	if (status != 0 && j->err == 0)
+		j->err = status;
+	if (j->err != 0 && p->err == 0)
+		p->err = j->err;
+	if (p->err != 0 && p->part_next < n) {
+		/* No point hashing the rest: take it off the queue, whose
+		 * head it is while parts remain. */
+		if (pend_list_pop(&s->hq_big) != p)
+			abort();
+		p->part_next = n;
+	}
+	if (p->part_next < n || p->part_jobs > 0)
+		return;
+	if (p->err != 0) {
+		free(p->blocks);
+		p->blocks = NULL;
+		p->block_count = 0;
+	}
+	hashed(s, p);
+}
+
 static void
 hash_done(uv_work_t *req, int status)
 {
 	struct hash_job	*j = req->data;
 	struct scan	*s = j->s;
 	struct pend	*p;
-	char		 esc[512];
 	size_t		 i;
 
 	s->hash_inflight--;
 	if (j->big)
 		s->big_inflight--;
+	if (j->part != NULL)
+		part_done(s, j, status);
 	for (i = 0; i < j->count; i++) {
 		p = j->items[i];
 		j->items[i] = NULL;
 		if (status != 0 && p->err == 0)
 			p->err = status;
-		if (p->err == 0) {
-			s->prog.files_hashed++;
-			pend_list_push(&s->pending, p);
-			continue;
-		}
-		if (!stopping(s) && (p->err == SH_ECONFLICT ||
-		    p->err == -ENOENT || p->err == -ELOOP)) {
-			/* Rule 2: look again later; a vanished file turns
-			 * into a tombstone through the same path. */
-			if (p->retries < SCAN_RETRIES)
-				push_single(s, p->name, false, p->retries + 1);
-			else
-				LOG_WARN("scan", "folder \"%s\": \"%s\" keeps "
-				    "changing; leaving it for the next scan",
-				    s->folder_id,
-				    log_escape(p->name, esc, sizeof(esc)));
-		} else if (p->err != -ECANCELED && !stopping(s)) {
-			LOG_WARN("scan", "folder \"%s\": cannot hash \"%s\": "
-			    "%s", s->folder_id,
-			    log_escape(p->name, esc, sizeof(esc)),
-			    sh_strerror(p->err));
-		}
-		pend_free(p);
+		hashed(s, p);
 	}
 	free(j);
 	pump(s);
+}
+
+/* Hand out the next part of the big file at the head of the queue. */
+static void
+take_part(struct scan *s, struct hash_job *j)
+{
+	struct pend	*p = s->hq_big.head;
+	size_t		 per;
+
+	if (p->part_next == 0) {
+		free(p->blocks);
+		p->block_count = hash_block_count(p->size, p->block_size);
+		/* Too many blocks: one empty part reports -EFBIG. */
+		p->blocks = xcalloc(p->block_count > 0 ? p->block_count : 1,
+		    sizeof(*p->blocks));
+	}
+	per = (size_t)(SCAN_PART_BYTES / p->block_size);
+	if (per == 0)
+		per = 1;
+	j->part = p;
+	j->first = p->part_next;
+	j->blocks = p->block_count - p->part_next < per ?
+	    p->block_count - p->part_next : per;
+	p->part_next += j->blocks;
+	p->part_jobs++;
+	if (p->part_next >= p->block_count)
+		(void)pend_list_pop(&s->hq_big);
 }
 
 static int
@@ -1276,7 +1385,7 @@ start_hash_job(struct scan *s, bool big)
 	j->req.data = j;
 	j->big = big;
 	if (big)
-		j->items[j->count++] = pend_list_pop(&s->hq_big);
+		take_part(s, j);
 	/* Batch small files so the pool round trip is not per file. */
 	while (!big && j->count < SCAN_HASH_JOB_FILES && s->hq.head != NULL &&
 	    bytes + (uint64_t)s->hq.head->size <= SCAN_HASH_JOB_BYTES) {
@@ -1287,6 +1396,10 @@ start_hash_job(struct scan *s, bool big)
 	if (rc != 0) {
 		while (j->count > 0)
 			pend_free(j->items[--j->count]);
+		if (j->part != NULL) {
+			j->err = rc;
+			part_done(s, j, 0);
+		}
 		free(j);
 		return rc;
 	}

@@ -15,7 +15,11 @@
  * entries; beyond that the batch collapses to "" = full rescan) and
  * delivered after `delay_ms` without events, but never later than
  * WATCH_MAX_WAIT_MS after the first event of a batch, so a file written
- * continuously still gets scanned.
+ * continuously still gets scanned. The quiet period is short so that a
+ * finished change reaches the scanner quickly; a batch that opens within
+ * WATCH_BACKOFF times the quiet period of the previous delivery waits for
+ * that longer quiet period instead, so a file written in bursts slower than
+ * `delay_ms` is not rescanned after every single write.
  *
  * Running out of inotify watches (ENOSPC) or descriptors (EMFILE) marks the
  * watcher degraded, logs one WARN line, and stops adding watches; the folder
@@ -39,6 +43,7 @@
 #define WATCH_MAX_PATHS		10000
 #define WATCH_MAX_WAIT_MS	10000
 #define WATCH_BUCKETS		1024
+#define WATCH_BACKOFF		4
 
 struct wdir {
 	uv_fs_event_t	 h;
@@ -72,6 +77,8 @@ struct watch {
 	bool			 full;		/* collapsed to a full rescan */
 	uint64_t		 first_ms;	/* 0 = no batch open */
 	uint64_t		 last_ms;
+	uint64_t		 quiet_ms;	/* of the open batch */
+	uint64_t		 delivered_ms;	/* 0 = never */
 	bool			 degraded;
 	int			 degraded_rc;
 	bool			 warned;
@@ -254,6 +261,7 @@ deliver(struct watch *w)
 	free(paths);
 	set_clear(w);
 	w->first_ms = 0;
+	w->delivered_ms = util_now_ms();
 }
 
 static void
@@ -264,14 +272,14 @@ debounce_cb(uv_timer_t *t)
 
 	if (w->closing || w->first_ms == 0)
 		return;
-	max_wait = w->delay_ms > WATCH_MAX_WAIT_MS ? w->delay_ms :
+	max_wait = w->quiet_ms > WATCH_MAX_WAIT_MS ? w->quiet_ms :
 	    WATCH_MAX_WAIT_MS;
 	quiet = now - w->last_ms;
-	if (quiet >= w->delay_ms || now - w->first_ms >= max_wait) {
+	if (quiet >= w->quiet_ms || now - w->first_ms >= max_wait) {
 		deliver(w);
 		return;
 	}
-	wait = w->delay_ms - quiet;
+	wait = w->quiet_ms - quiet;
 	if (w->first_ms + max_wait - now < wait)
 		wait = w->first_ms + max_wait - now;
 	if (uv_timer_start(&w->debounce, debounce_cb, wait, 0) != 0)
@@ -287,7 +295,11 @@ note_change(struct watch *w, const char *rel)
 	w->last_ms = now;
 	if (w->first_ms == 0) {
 		w->first_ms = now;
-		if (uv_timer_start(&w->debounce, debounce_cb, w->delay_ms,
+		w->quiet_ms = w->delay_ms;
+		if (w->delivered_ms != 0 &&
+		    now - w->delivered_ms < WATCH_BACKOFF * w->quiet_ms)
+			w->quiet_ms *= WATCH_BACKOFF;
+		if (uv_timer_start(&w->debounce, debounce_cb, w->quiet_ms,
 		    0) != 0)
 			deliver(w);
 	}

@@ -187,5 +187,18 @@ int	db_need_foreach(struct db *db, int64_t folder, db_need_cb cb,
 	    void *arg) SH_MUST_CHECK;
 int	db_global_counts(struct db *db, int64_t folder,
 	    struct db_global_counts *out) SH_MUST_CHECK;
+/*
+ * The same figures for status reports, which are polled often: the values
+ * are cached per folder and recomputed when the folder's index changed
+ * since (every put and drop counts), at most every 250 ms while it keeps
+ * changing. A cached value that is out of date is only ever returned while
+ * it says something is needed (need_items and need_bytes above 0, and a
+ * need row still exists) or, for completion, below 100; otherwise it is
+ * recomputed. Values are never cached inside a transaction.
+ */
+int	db_global_counts_cached(struct db *db, int64_t folder,
+	    struct db_global_counts *out) SH_MUST_CHECK;
+int	db_completion_cached(struct db *db, int64_t folder, int64_t device,
+	    double *out) SH_MUST_CHECK;
 
 #endif /* SHOAL_DB_H */

@@ -32,5 +32,18 @@ uint32_t hash_adler32(const void *data, size_t len);
 int	hash_file_work(int fd, int64_t size, int32_t block_size,
 	    struct record_block **blocks, size_t *count,
 	    const volatile int *cancel, uint64_t *progress) SH_MUST_CHECK;
+/* Blocks needed for `size` bytes in blocks of `block_size`: 0 if the
+ * arguments are out of range or the file needs too many blocks. */
+size_t	hash_block_count(int64_t size, int32_t block_size);
+/*
+ * Hash blocks [first, first + count) of an open file of `size` bytes into
+ * bl[first ..] (the caller's array of hash_block_count() entries), the same
+ * way hash_file_work() does for the whole file; several threads may hash
+ * disjoint ranges of one array at once. Same returns and `cancel`/`progress`
+ * as hash_file_work().
+ */
+int	hash_blocks_work(int fd, int64_t size, int32_t block_size,
+	    size_t first, size_t count, struct record_block *bl,
+	    const volatile int *cancel, uint64_t *progress) SH_MUST_CHECK;
 
 #endif /* SHOAL_HASH_H */

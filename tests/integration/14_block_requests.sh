@@ -1,7 +1,10 @@
 # SPDX-License-Identifier: MIT
 # Block requests end to end: a peer's file fetched block by block matches
-# the original; a block that changed on disk is refused by the server, not
-# served wrong; a peer answering with wrong data is caught by the hash check.
+# the original; a block that changed on disk (new mtime) is refused by the
+# server, not served wrong; a block whose content changed behind unchanged
+# size, mtime and inode is served without the server hashing it (it trusts
+# the metadata as its scanner does) and the requester's hash check rejects
+# it; a peer answering with wrong data is caught by the hash check.
 . ./lib.sh
 
 init_node a
@@ -12,10 +15,11 @@ sh_node b folder add f "$T/fb" || fail "folder add"
 head -c 1000000 /dev/urandom >"$T/fa/big.bin"
 : >"$T/fa/empty"
 printf 'will change' >"$T/fa/change.txt"
+printf 'original 11' >"$T/fa/same.txt"
 start_node a
 start_node b
 connect_pair a b f
-wait_until 20 remote_is b a f 3 || fail "b lacks a's index"
+wait_until 20 remote_is b a f 4 || fail "b lacks a's index"
 
 fetch_done() { api b GET /rest/debug/fetch | jq -e '.done' >/dev/null; }
 aid=$(node_id a)
@@ -33,6 +37,20 @@ printf 'has changed' >"$T/fa/change.txt"
 api b POST "/rest/debug/fetch?device=$aid&folder=f&name=change.txt" >/dev/null || fail "fetch start"
 wait_until 20 fetch_done || fail "fetch did not finish"
 expect_eq "changed block refused" "$(api b GET /rest/debug/fetch | jq .blocks_failed)" 1
+# Refused by a, not sent and caught by b.
+bad_lines() { grep -c 'not matching the block hash' "$T/b.log" || true; }
+expect_eq "changed block not sent" "$(bad_lines)" 0
+
+# Content changed in place, then size, mtime (ns) and inode put back.
+touch -r "$T/fa/same.txt" "$T/same.ref"
+ino=$(stat -c %i "$T/fa/same.txt")
+printf 'tampered 11' 1<>"$T/fa/same.txt"
+touch -r "$T/same.ref" "$T/fa/same.txt"
+expect_eq "same inode" "$(stat -c %i "$T/fa/same.txt")" "$ino"
+api b POST "/rest/debug/fetch?device=$aid&folder=f&name=same.txt" >/dev/null || fail "fetch start"
+wait_until 20 fetch_done || fail "fetch did not finish"
+expect_eq "stale block rejected by requester" "$(api b GET /rest/debug/fetch | jq .blocks_failed)" 1
+expect_eq "stale block caught by its hash" "$(bad_lines)" 1
 
 # A peer that lies about a block's content.
 port_file="$T/liar.port"
@@ -46,6 +64,6 @@ wait_until 20 remote_is b h f 1 || fail "b did not take the liar's index"
 api b POST "/rest/debug/fetch?device=$(node_id h)&folder=f&name=lie.txt" >/dev/null || fail "fetch start"
 wait_until 20 fetch_done || fail "fetch from liar did not finish"
 expect_eq "lying block rejected" "$(api b GET /rest/debug/fetch | jq .blocks_failed)" 1
-grep -q 'not matching the block hash' "$T/b.log" || fail "no log line for the bad block"
+expect_eq "log line for the lying block" "$(bad_lines)" 2
 wait "$liar" || fail "liar: $(cat "$T/liar.out")"
 log "passed"

@@ -988,6 +988,82 @@ test_db_put_speed(void **state)
  * the folder alone walks every record of it, which made pulling 10,000
  * files quadratic. The need list must come from the partial index.
  */
+/*
+ * The status cache: equal to the uncached figures when nothing changed; a
+ * stale value may stand only while it says something is needed (or, for
+ * completion, below 100), never once the folder needs nothing.
+ */
+static void
+test_db_status_cache(void **state)
+{
+	struct fixture		*f = *state;
+	struct db_global_counts	 g, u;
+	struct device_id	 id;
+	struct record		*r[4];
+	uint64_t		 t0;
+	int64_t			 dev;
+	double			 pct, upct;
+	int			 i;
+
+	memset(&id, 0x33, sizeof(id));
+	assert_int_equal(db_device_idx(f->db, &id, &dev), 0);
+	for (i = 0; i < 4; i++) {
+		char	name[16];
+
+		snprintf(name, sizeof(name), "n%d", i);
+		r[i] = mkfile(name, 1, (uint8_t)(10 + i));
+		r[i]->sequence = 100 + i;
+	}
+	assert_int_equal(db_remote_put(f->db, f->folder, dev, r[0]), 0);
+	assert_int_equal(db_remote_put(f->db, f->folder, dev, r[1]), 0);
+	assert_int_equal(db_global_counts_cached(f->db, f->folder, &g), 0);
+	assert_int_equal(db_global_counts(f->db, f->folder, &u), 0);
+	assert_memory_equal(&g, &u, sizeof(g));
+	assert_int_equal(g.need_items, 2);
+
+	/* Changed, still needing: the old figures may stand a while. */
+	t0 = util_now_ms();
+	assert_int_equal(db_remote_put(f->db, f->folder, dev, r[2]), 0);
+	assert_int_equal(db_global_counts_cached(f->db, f->folder, &g), 0);
+	assert_true(g.need_items == 2 || util_now_ms() - t0 >= 250);
+	assert_int_equal(db_global_counts(f->db, f->folder, &u), 0);
+	assert_int_equal(u.need_items, 3);
+
+	/* Everything arrives: the very next call says so, exactly. */
+	for (i = 0; i < 3; i++) {
+		r[i]->sequence = 0;
+		put_local(f, r[i]);
+	}
+	assert_int_equal(db_global_counts_cached(f->db, f->folder, &g), 0);
+	assert_int_equal(db_global_counts(f->db, f->folder, &u), 0);
+	assert_memory_equal(&g, &u, sizeof(g));
+	assert_int_equal(g.need_items, 0);
+	assert_int_equal(g.files, 3);
+
+	/* Completion: 100 is never reported once our index grew. */
+	assert_int_equal(db_completion_cached(f->db, f->folder, dev, &pct), 0);
+	assert_true(pct >= 100.0);
+	put_local(f, r[3]);
+	assert_int_equal(db_completion_cached(f->db, f->folder, dev, &pct), 0);
+	assert_int_equal(db_completion(f->db, f->folder, dev, &upct), 0);
+	assert_true(upct < 100.0);
+	assert_true(pct == upct);
+
+	/* Values seen inside a transaction that is rolled back are not kept. */
+	assert_int_equal(db_global_counts_cached(f->db, f->folder, &g), 0);
+	assert_int_equal(db_begin(f->db), 0);
+	r[3]->sequence = 200;
+	r[3]->version.counters[0].value++;
+	assert_int_equal(db_remote_put(f->db, f->folder, dev, r[3]), 0);
+	assert_int_equal(db_global_counts_cached(f->db, f->folder, &g), 0);
+	assert_int_equal(g.need_items, 1);
+	db_rollback(f->db);
+	assert_int_equal(db_global_counts_cached(f->db, f->folder, &g), 0);
+	assert_int_equal(g.need_items, 0);
+	for (i = 0; i < 4; i++)
+		record_free(r[i]);
+}
+
 static void
 test_db_query_plans(void **state)
 {
@@ -1062,6 +1138,8 @@ main(void)
 		    test_db_failed_transaction_sticks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_db_folder_drop,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_db_status_cache, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_db_query_plans,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_db_put_speed,

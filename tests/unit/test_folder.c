@@ -358,10 +358,79 @@ test_folder_close_while_scanning(void **state)
 	/* teardown runs the loop to completion; ASan checks the frees. */
 }
 
+/*
+ * Scan requests arriving while a scan runs are merged: every distinct path
+ * once, however often and in whatever order it was asked for.
+ */
+static void
+test_folder_requests_merge_distinct_paths(void **state)
+{
+	struct fx		*x = *state;
+	struct folder_status	 st;
+	char			 name[32];
+	int			 i, round;
+
+	x->cfg.watch = false;
+	mk(x->root, ".stfolder");
+	for (i = 0; i < 3000; i++) {
+		snprintf(name, sizeof(name), "f%04d", i);
+		put(x, name, "x");
+	}
+	open_folder(x);
+	run_until_scans(x, 1);
+	status(x, &st);
+	assert_int_equal(st.local_files, 3000);
+	/* The first request starts a scan; the rest wait and merge. */
+	folder_request_scan(x->f, "f0000");
+	for (round = 0; round < 2; round++)
+		for (i = 0; i < 3000; i++) {
+			snprintf(name, sizeof(name), "f%04d",
+			    round == 0 ? i : 2999 - i);
+			folder_request_scan(x->f, name);
+		}
+	run_until_scans(x, 3);
+	status(x, &st);
+	assert_int_equal(st.scans_completed, 3);
+	assert_int_equal(st.scan.entries_seen, 3000);
+	assert_int_equal(st.local_files, 3000);
+}
+
+/* A watcher batch of many paths is one scan, not one for its first path
+ * and another for the rest. */
+static void
+test_folder_watcher_batch_is_one_scan(void **state)
+{
+	struct fx		*x = *state;
+	struct folder_status	 st;
+	char			 name[32];
+	uint64_t		 end;
+	int			 i;
+
+	mk(x->root, ".stfolder");
+	open_folder(x);
+	run_until_scans(x, 1);
+	for (i = 0; i < 20; i++) {
+		snprintf(name, sizeof(name), "b%02d", i);
+		put(x, name, "x");
+	}
+	end = util_now_ms() + TIMEOUT_MS;
+	do {
+		(void)uv_run(&x->loop, UV_RUN_ONCE);
+		status(x, &st);
+	} while ((st.local_files < 20 || st.state != FOLDER_STATE_IDLE) &&
+	    util_now_ms() < end);
+	assert_int_equal(st.local_files, 20);
+	assert_int_equal(st.scans_completed, 2);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(
+		    test_folder_watcher_batch_is_one_scan, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_folder_requests_merge_distinct_paths, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_folder_missing_root_is_error_then_recovers, setup,
 		    teardown),

@@ -537,6 +537,77 @@ test_scan_many_files_group_commit(void **state)
 	assert_int_equal(cnt.deleted, 2020);
 }
 
+/* Bytes that differ per block, so that a block hashed at the wrong offset
+ * or into the wrong slot shows. */
+static uint8_t *
+pattern(size_t len, uint32_t seed)
+{
+	uint8_t		*b = xmalloc(len);
+	uint32_t	 x = seed;
+	size_t		 i;
+
+	for (i = 0; i < len; i++) {
+		x = x * 1103515245u + 12345u;
+		b[i] = (uint8_t)(x >> 16);
+	}
+	return b;
+}
+
+/* Big files are hashed in parts on several pool threads; the records must
+ * hold exactly what one thread hashing the whole file computes. */
+static void
+test_scan_big_file_parts_match_single_thread(void **state)
+{
+	struct fx		*f = *state;
+	struct scan_progress	 pr;
+	struct record		*r;
+	struct record_block	*bl;
+	const char		*names[] = { "big1.bin", "big2.bin", "small" };
+	const size_t		 sizes[] = { (40 << 20) + 12345, 20 << 20,
+				    3000 };
+	uint8_t			*data;
+	uint64_t		 total = 0;
+	size_t			 i, k, n;
+	char			*p;
+	int			 fd;
+
+	for (i = 0; i < 3; i++) {
+		data = pattern(sizes[i], (uint32_t)i + 1);
+		write_file(f, names[i], data, sizes[i]);
+		free(data);
+		total += sizes[i];
+	}
+	assert_int_equal(scan_all(f, NULL, &pr), 0);
+	assert_int_equal(pr.files_hashed, 3);
+	assert_int_equal(pr.bytes_hashed, total);
+	for (i = 0; i < 3; i++) {
+		r = get(f, names[i]);
+		assert_non_null(r);
+		assert_int_equal(r->size, (int64_t)sizes[i]);
+		p = util_path_join(f->root, names[i]);
+		fd = open(p, O_RDONLY | O_CLOEXEC);
+		free(p);
+		assert_true(fd >= 0);
+		assert_int_equal(hash_file_work(fd, r->size, r->block_size, &bl,
+		    &n, NULL, NULL), 0);
+		close(fd);
+		/* More than one part of SCAN_PART_BYTES for big1. */
+		if (i == 0)
+			assert_true((uint64_t)r->block_size * n > (32u << 20));
+		assert_int_equal(r->block_count, n);
+		for (k = 0; k < n; k++) {
+			assert_int_equal(r->blocks[k].offset, bl[k].offset);
+			assert_int_equal(r->blocks[k].size, bl[k].size);
+			assert_int_equal(r->blocks[k].weak_hash,
+			    bl[k].weak_hash);
+			assert_memory_equal(r->blocks[k].hash, bl[k].hash,
+			    RECORD_HASH_LEN);
+		}
+		free(bl);
+		record_free(r);
+	}
+}
+
 int
 main(void)
 {
@@ -557,6 +628,9 @@ main(void)
 		    test_scan_ignored_and_internal_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan_partial_paths,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_scan_big_file_parts_match_single_thread, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_scan_cancel_reports_ecanceled, setup, teardown),
 		cmocka_unit_test_setup_teardown(

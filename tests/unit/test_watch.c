@@ -310,6 +310,78 @@ test_watch_skips_ignored_and_internal(void **state)
 	ignore_free(ig);
 }
 
+/* Run the loop for `ms` milliseconds. */
+static void
+run_for(struct fx *f, uint64_t ms)
+{
+	uint64_t	end = util_now_ms() + ms;
+
+	while (util_now_ms() < end)
+		(void)uv_run(&f->loop, UV_RUN_ONCE);
+}
+
+/*
+ * One change is delivered after the quiet period, not before it; a path
+ * written again and again closer together than the quiet period is held
+ * back until the writes stop.
+ */
+static void
+test_watch_quiet_period(void **state)
+{
+	struct fx	*f = *state;
+	uint64_t	 t0, t1;
+	int		 i;
+
+	open_fx(f, NULL);
+	run_until_count(f, 3);
+	t0 = util_now_ms();
+	put(f, "one.txt", "1");
+	run_until_batches(f, 1);
+	t1 = util_now_ms();
+	assert_true(got(f, "one.txt"));
+	assert_true(t1 - t0 >= DELAY_MS);
+	/* Let the backoff window after that delivery pass. */
+	run_for(f, 5 * DELAY_MS);
+	reset(f);
+	for (i = 0; i < 10; i++) {
+		put(f, "growing.txt", "more");
+		run_for(f, DELAY_MS / 4);
+		assert_int_equal(f->batches, 0);
+	}
+	run_until_batches(f, 1);
+	assert_true(got(f, "growing.txt"));
+}
+
+/*
+ * A batch that opens right after a delivery waits for the longer quiet
+ * period (WATCH_BACKOFF = 4 quiet periods), so a file written in bursts is
+ * not rescanned after each of them.
+ */
+static void
+test_watch_backoff_after_delivery(void **state)
+{
+	struct fx	*f = *state;
+	uint64_t	 t0;
+
+	open_fx(f, NULL);
+	run_until_count(f, 3);
+	put(f, "burst.txt", "1");
+	run_until_batches(f, 1);
+	reset(f);
+	t0 = util_now_ms();
+	put(f, "burst.txt", "2");
+	run_until_batches(f, 1);
+	assert_true(got(f, "burst.txt"));
+	assert_true(util_now_ms() - t0 >= 4 * DELAY_MS);
+	/* Once things have been quiet for a while the short period is back. */
+	run_for(f, 5 * DELAY_MS);
+	reset(f);
+	put(f, "burst.txt", "3");
+	run_for(f, 2 * DELAY_MS + DELAY_MS / 2);
+	assert_int_equal(f->batches, 1);
+	assert_true(got(f, "burst.txt"));
+}
+
 int
 main(void)
 {
@@ -324,6 +396,10 @@ main(void)
 		    test_watch_debounce_merges_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_watch_skips_ignored_and_internal, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_watch_quiet_period,
+		    setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_watch_backoff_after_delivery, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
