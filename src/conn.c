@@ -97,6 +97,7 @@ struct own_request {
 	int32_t			 size;
 	uint8_t			 hash[RECORD_HASH_LEN];
 	uint64_t		 deadline_ms;
+	unsigned int		 flags;		/* CONN_REQ_* */
 	conn_response_cb	 cb;
 	void			*arg;
 };
@@ -1124,6 +1125,15 @@ conn_request(struct conn *c, const char *folder, const char *name,
     int64_t offset, int32_t size, const uint8_t hash[RECORD_HASH_LEN],
     conn_response_cb cb, void *arg)
 {
+	return conn_request_flags(c, folder, name, offset, size, hash, 0, cb,
+	    arg);
+}
+
+int
+conn_request_flags(struct conn *c, const char *folder, const char *name,
+    int64_t offset, int32_t size, const uint8_t hash[RECORD_HASH_LEN],
+    unsigned int flags, conn_response_cb cb, void *arg)
+{
 	Shoal__Bep__Request	 req = SHOAL__BEP__REQUEST__INIT;
 	struct own_request	*slot = NULL;
 	size_t			 i;
@@ -1159,6 +1169,7 @@ conn_request(struct conn *c, const char *folder, const char *name,
 	slot->size = size;
 	memcpy(slot->hash, hash, RECORD_HASH_LEN);
 	slot->deadline_ms = util_now_ms() + CONN_REQUEST_TIMEOUT_MS;
+	slot->flags = flags;
 	slot->cb = cb;
 	slot->arg = arg;
 	c->own_count++;
@@ -1189,8 +1200,9 @@ handle_response(struct conn *c, const Shoal__Bep__Response *resp)
 		status = SH_ENOTFOUND;
 	else if (resp->data.len != (size_t)r.size)
 		status = SH_EPROTO;
-	else if (hash_sha256(resp->data.data, resp->data.len, got) != 0 ||
-	    sodium_memcmp(got, r.hash, RECORD_HASH_LEN) != 0)
+	else if ((r.flags & CONN_REQ_CALLER_VERIFIES) == 0 &&
+	    (hash_sha256(resp->data.data, resp->data.len, got) != 0 ||
+	    sodium_memcmp(got, r.hash, RECORD_HASH_LEN) != 0))
 		status = SH_EPROTO;
 	if (status == SH_EPROTO)
 		LOG_WARN("conn", "%s: response %d has %zu bytes not matching the "

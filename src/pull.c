@@ -23,8 +23,10 @@
  *       item deletes nothing (the vectors are merged into our record, not
  *       bumped). Only regular files get conflict copies (§10.3).
  *   (3) Every block is verified by SHA-256 before it is written: blocks
- *       from peers by conn_request, blocks copied from local files and
- *       blocks found in a temporary file here.
+ *       of one-block files from peers by conn_request, blocks of bigger
+ *       files from peers, blocks copied from local files and blocks
+ *       found in a temporary file here, on the pool (blk_work), so the
+ *       loop thread is free to decrypt the next ones.
  *   (4) New content goes to a temporary file in the target's directory
  *       (bep-brief §10.12), which is truncated to size and given its mode
  *       and mtime; it is durable before it is renamed over the target,
@@ -112,6 +114,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
 #include <uv.h>
 
 #include "shoal/conflict.h"
@@ -233,6 +236,7 @@ struct blk_op {
 	char		*src_name;	/* owned; local copy source, or NULL */
 	int64_t		 src_off;
 	uint8_t		*buf;		/* owned */
+	bool		 verify;	/* network data not hashed by conn */
 	const char	*root;		/* the pull's root (immutable) */
 	int		 tmpfd;
 	int		 rc;
@@ -1210,6 +1214,16 @@ blk_work(uv_work_t *req)
 		rc = read_verified(fd, b->buf, b->size, b->src_off, b->hash);
 		if (rc != 0)
 			goto out;
+	} else if (b->verify) {
+		uint8_t	got[RECORD_HASH_LEN];
+
+		/* Invariant 3 for blocks of multi-block files: hashed here
+		 * rather than on the loop, which decrypts the next ones. */
+		if (hash_sha256(b->buf, (size_t)b->size, got) != 0 ||
+		    sodium_memcmp(got, b->hash, RECORD_HASH_LEN) != 0) {
+			rc = SH_EPROTO;
+			goto out;
+		}
 	}
 	rc = util_pwrite_all(b->tmpfd, b->buf, (size_t)b->size,
 	    (off_t)b->dst_off);
@@ -1522,6 +1536,12 @@ blk_done(uv_work_t *req, int status)
 	} else if (!b->network && !is_fatal_io(rc)) {
 		/* The source changed or went away: ask the peers instead. */
 		j->retry[j->retry_count++] = b->idx;
+	} else if (b->network && rc == SH_EPROTO) {
+		/* A peer's block failed its SHA-256: the next peer, as when
+		 * conn refuses one (the asked peer is marked in btried). */
+		LOG_WARN("pull", "folder \"%s\": a block of a file from a "
+		    "peer does not match its hash; discarded", p->folder_id);
+		j->retry[j->retry_count++] = b->idx;
 	} else {
 		if (is_fatal_io(rc))
 			set_fatal(p, rc, "cannot write", j->name);
@@ -1690,8 +1710,13 @@ start_block(struct job *j, size_t idx)
 		j->bstate[idx] |= BLK_BUSY;
 		j->ops++;
 		p->ops++;
-		rc = conn_request(c, p->folder_id, j->name, rb->offset,
-		    rb->size, rb->hash, response_cb, b);
+		/* One-block files keep their block on the loop for the
+		 * finish group, so conn hashes it; bigger ones are hashed on
+		 * the pool by blk_work. */
+		b->verify = j->global->block_count > 1;
+		rc = conn_request_flags(c, p->folder_id, j->name, rb->offset,
+		    rb->size, rb->hash, b->verify ? CONN_REQ_CALLER_VERIFIES : 0,
+		    response_cb, b);
 		if (rc == 0) {
 			j->btried[idx] |= bit;
 			return 1;

@@ -36,7 +36,7 @@ struct conn;
 #define CONN_INDEX_BATCH_BYTES	(250 * 1024)
 /* Serving: bytes of block data read or queued for one peer at once; more
  * requests wait in a queue of at most CONN_MAX_QUEUED_REQUESTS. */
-#define CONN_SEND_MAX_INFLIGHT	(8 * 1024 * 1024)
+#define CONN_SEND_MAX_INFLIGHT	(4 * 1024 * 1024)
 #define CONN_MAX_QUEUED_REQUESTS 4096
 /* Our own outstanding requests to one peer. */
 #define CONN_MAX_OWN_REQUESTS	256
@@ -134,6 +134,14 @@ void	conn_index_kick(struct conn *c, int64_t folder_idx);
  */
 int	conn_request(struct conn *c, const char *folder, const char *name,
 	    int64_t offset, int32_t size, const uint8_t hash[RECORD_HASH_LEN],
+	    conn_response_cb cb, void *arg) SH_MUST_CHECK;
+/* conn_request() flags. CALLER_VERIFIES: only the length is checked here;
+ * the caller must check the SHA-256 before using the data (the puller does
+ * it on the thread pool, so that hashing does not hold up the loop). */
+#define CONN_REQ_CALLER_VERIFIES	0x1u
+int	conn_request_flags(struct conn *c, const char *folder,
+	    const char *name, int64_t offset, int32_t size,
+	    const uint8_t hash[RECORD_HASH_LEN], unsigned int flags,
 	    conn_response_cb cb, void *arg) SH_MUST_CHECK;
 
 /* Queries */

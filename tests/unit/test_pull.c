@@ -264,6 +264,7 @@ struct conn {
 	int		 requests;	/* accepted */
 	int		 eagain_left;
 	bool		 fail;
+	bool		 lie;		/* answers with one byte changed */
 	int		 outstanding;
 	int		 max_outstanding;
 };
@@ -275,6 +276,7 @@ struct fake_resp {
 	int64_t			 off;
 	int32_t			 size;
 	uint8_t			 hash[RECORD_HASH_LEN];
+	unsigned int		 flags;
 	conn_response_cb	 cb;
 	void			*arg;
 };
@@ -317,25 +319,35 @@ fake_fire(uv_timer_t *t)
 {
 	struct fake_resp	*r = t->data;
 	uint8_t			 h[RECORD_HASH_LEN];
+	uint8_t			*lie = NULL;
+	const uint8_t		*data = net_data + r->off;
 	int			 status = 0;
 
 	r->c->outstanding--;
 	if (net_hook != NULL)
 		net_hook(r->name);
+	if (r->c->lie) {
+		lie = xmalloc((size_t)r->size);
+		memcpy(lie, data, (size_t)r->size);
+		lie[r->size / 2] ^= 0x40;
+		data = lie;
+	}
 	if (r->c->fail)
 		status = SH_ENOTFOUND;
-	else if (hash_sha256(net_data + r->off, (size_t)r->size, h) != 0 ||
-	    memcmp(h, r->hash, sizeof(h)) != 0)
+	else if ((r->flags & CONN_REQ_CALLER_VERIFIES) == 0 &&
+	    (hash_sha256(data, (size_t)r->size, h) != 0 ||
+	    memcmp(h, r->hash, sizeof(h)) != 0))
 		status = SH_EPROTO;
-	r->cb(status, status == 0 ? net_data + r->off : NULL,
+	r->cb(status, status == 0 ? data : NULL,
 	    status == 0 ? (size_t)r->size : 0, r->arg);
+	free(lie);
 	uv_close((uv_handle_t *)&r->t, fake_close_cb);
 }
 
 int
-conn_request(struct conn *c, const char *folder, const char *name,
+conn_request_flags(struct conn *c, const char *folder, const char *name,
     int64_t offset, int32_t size, const uint8_t hash[RECORD_HASH_LEN],
-    conn_response_cb cb, void *arg)
+    unsigned int flags, conn_response_cb cb, void *arg)
 {
 	struct fake_resp	*r;
 
@@ -351,6 +363,7 @@ conn_request(struct conn *c, const char *folder, const char *name,
 	r->off = offset;
 	r->size = size;
 	memcpy(r->hash, hash, RECORD_HASH_LEN);
+	r->flags = flags;
 	r->cb = cb;
 	r->arg = arg;
 	assert_int_equal(uv_timer_init(net_loop, &r->t), 0);
@@ -1080,6 +1093,54 @@ test_pull_blocks_from_peers(void **state)
 	free(data);
 }
 
+/*
+ * Invariant 3 when the puller hashes network blocks itself (multi-block
+ * files ask conn not to): a peer whose blocks are changed on the way is
+ * caught on the pool and every block goes to the honest peer; with only
+ * the liar, nothing is put in place.
+ */
+static void
+test_pull_bad_block_from_peer_rejected(void **state)
+{
+	struct fx		*f = *state;
+	struct device_id	 other;
+	struct record		*r;
+	uint8_t			*data;
+	size_t			 len = 6 * BS + 5;
+
+	data = xmalloc(len);
+	fill(data, len, 13);
+	net_data = data;
+	memset(net_conns, 0, sizeof(net_conns));
+	memset(&other, 0x5B, sizeof(other));
+	net_devs[0] = f->rdev;
+	assert_int_equal(db_device_idx(f->db, &other, &net_devs[1]), 0);
+	r = remote_file(f, "lie.bin", data, len, NULL, 1700000000, 0644);
+	remote_put(f, r);
+	r->sequence = 1;
+	assert_int_equal(db_remote_put(f->db, f->idx, net_devs[1], r), 0);
+	net_conns[0].lie = true;
+	assert_int_equal(run_pull(f), 0);
+	expect_file(f, "lie.bin", data, len);
+	assert_true(net_conns[0].requests > 0);
+	assert_int_equal(net_conns[1].requests, 7);
+	assert_int_equal(f->prog.blocks_network, 7);
+	record_free(r);
+
+	fill(data, len, 14);
+	r = remote_file(f, "lie2.bin", data, len, NULL, 1700000000, 0644);
+	remote_put(f, r);
+	memset(net_conns, 0, sizeof(net_conns));
+	net_conns[0].lie = true;
+	net_devs[1] = -1;
+	assert_int_equal(run_pull(f), 0);
+	assert_int_equal(f->prog.files_failed, 1);
+	assert_false(exists(f, "lie2.bin"));
+	record_free(r);
+	net_data = NULL;
+	free(data);
+}
+
 #define GROUP_FILES	6
 
 /*
@@ -1356,6 +1417,8 @@ main(void)
 		    test_pull_dirs_symlinks_empty_files, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_pull_refuses_symlinked_parent, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pull_bad_block_from_peer_rejected, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_pull_blocks_from_peers, setup, teardown),
 		cmocka_unit_test_setup_teardown(
