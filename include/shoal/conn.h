@@ -36,7 +36,7 @@ struct conn;
 #define CONN_INDEX_BATCH_BYTES	(250 * 1024)
 /* Serving: bytes of block data read or queued for one peer at once; more
  * requests wait in a queue of at most CONN_MAX_QUEUED_REQUESTS. */
-#define CONN_SEND_MAX_INFLIGHT	(4 * 1024 * 1024)
+#define CONN_SEND_MAX_INFLIGHT	(2 * 1024 * 1024)
 #define CONN_MAX_QUEUED_REQUESTS 4096
 /* Our own outstanding requests to one peer. */
 #define CONN_MAX_OWN_REQUESTS	256
