@@ -181,22 +181,10 @@ clear_paths(struct folder *f)
 		memset(f->pset, 0, f->pset_cap * sizeof(*f->pset));
 }
 
-static size_t
-path_hash(const char *s)
-{
-	uint32_t	h = 2166136261u;
-
-	while (*s != '\0') {
-		h ^= (uint8_t)*s++;
-		h *= 16777619u;
-	}
-	return h;
-}
-
 static void
 pset_insert(char **set, size_t cap, char *path)
 {
-	size_t	i = path_hash(path) & (cap - 1);
+	size_t	i = util_str_hash(path) & (cap - 1);
 
 	while (set[i] != NULL)
 		i = (i + 1) & (cap - 1);
@@ -210,7 +198,7 @@ paths_add(struct folder *f, const char *path)
 	size_t	i;
 
 	if (f->pset_cap > 0) {
-		for (i = path_hash(path) & (f->pset_cap - 1);
+		for (i = util_str_hash(path) & (f->pset_cap - 1);
 		    f->pset[i] != NULL; i = (i + 1) & (f->pset_cap - 1))
 			if (strcmp(f->pset[i], path) == 0)
 				return;

@@ -149,17 +149,6 @@ qv(const char *s, char buf[QV_SIZE])
 
 /* String set */
 
-static uint64_t
-str_hash(const char *s)
-{
-	uint64_t	h = 1469598103934665603ULL;
-
-	for (; *s != '\0'; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ULL;
-	}
-	return h;
-}
 
 static void
 strset_free(struct strset *set)
@@ -189,7 +178,7 @@ strset_add(struct strset *set, const char *s)
 
 			if (old == NULL)
 				continue;
-			j = str_hash(old) & (bigger.cap - 1);
+			j = util_str_hash(old) & (bigger.cap - 1);
 			while (bigger.slots[j] != NULL)
 				j = (j + 1) & (bigger.cap - 1);
 			bigger.slots[j] = old;
@@ -198,7 +187,7 @@ strset_add(struct strset *set, const char *s)
 		free(set->slots);
 		*set = bigger;
 	}
-	i = str_hash(s) & (set->cap - 1);
+	i = util_str_hash(s) & (set->cap - 1);
 	while (set->slots[i] != NULL) {
 		if (strcmp(set->slots[i], s) == 0)
 			return false;

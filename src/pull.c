@@ -334,17 +334,6 @@ counter_of(const struct record_vector *v, uint64_t id)
 	return 0;
 }
 
-static uint64_t
-fnv1a(const char *s)
-{
-	uint64_t	h = 14695981039346656037ULL;
-
-	for (; *s != '\0'; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ULL;
-	}
-	return h;
-}
 
 static bool
 nameset_has(const struct nameset *s, const char *name)
@@ -353,7 +342,7 @@ nameset_has(const struct nameset *s, const char *name)
 
 	if (s->cap == 0)
 		return false;
-	for (i = fnv1a(name) & (s->cap - 1); s->slots[i] != NULL;
+	for (i = util_str_hash(name) & (s->cap - 1); s->slots[i] != NULL;
 	    i = (i + 1) & (s->cap - 1))
 		if (strcmp(s->slots[i], name) == 0)
 			return true;
@@ -365,7 +354,7 @@ nameset_put(struct nameset *s, char *owned)
 {
 	size_t	i;
 
-	for (i = fnv1a(owned) & (s->cap - 1); s->slots[i] != NULL;
+	for (i = util_str_hash(owned) & (s->cap - 1); s->slots[i] != NULL;
 	    i = (i + 1) & (s->cap - 1))
 		;
 	s->slots[i] = owned;

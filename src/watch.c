@@ -89,18 +89,6 @@ struct watch {
 
 static void	walk_some(struct watch *);
 
-static uint32_t
-str_hash(const char *s)
-{
-	uint32_t	h = 2166136261u;
-
-	while (*s != '\0') {
-		h ^= (uint8_t)*s++;
-		h *= 16777619u;
-	}
-	return h;
-}
-
 static void
 maybe_free(struct watch *w)
 {
@@ -145,7 +133,7 @@ dir_find(struct watch *w, const char *rel)
 {
 	struct wdir	*d;
 
-	for (d = w->buckets[str_hash(rel) % WATCH_BUCKETS]; d != NULL;
+	for (d = w->buckets[util_str_hash(rel) % WATCH_BUCKETS]; d != NULL;
 	    d = d->next)
 		if (strcmp(d->rel, rel) == 0)
 			return d;
@@ -198,7 +186,7 @@ set_clear(struct watch *w)
 static void
 set_insert_slot(char **set, size_t cap, char *s)
 {
-	size_t	i = str_hash(s) & (cap - 1);
+	size_t	i = util_str_hash(s) & (cap - 1);
 
 	while (set[i] != NULL)
 		i = (i + 1) & (cap - 1);
@@ -220,7 +208,7 @@ set_add(struct watch *w, const char *path)
 		return;
 	}
 	if (w->set_cap > 0) {
-		for (i = str_hash(path) & (w->set_cap - 1); w->set[i] != NULL;
+		for (i = util_str_hash(path) & (w->set_cap - 1); w->set[i] != NULL;
 		    i = (i + 1) & (w->set_cap - 1))
 			if (strcmp(w->set[i], path) == 0)
 				return;
@@ -374,7 +362,7 @@ dir_add(struct watch *w, const char *rel)
 		return *rel == '\0' ? rc : 0;
 	}
 	d->started = true;
-	b = str_hash(rel) % WATCH_BUCKETS;
+	b = util_str_hash(rel) % WATCH_BUCKETS;
 	d->next = w->buckets[b];
 	w->buckets[b] = d;
 	w->dir_count++;

@@ -77,6 +77,8 @@ char	*util_path_join(const char *a, const char *b);
 
 /* Monotonic milliseconds and wall-clock nanoseconds since the epoch. */
 uint64_t	util_now_ms(void);
+/* FNV-1a of a string, for the in-memory hash tables (not stored). */
+uint64_t	util_str_hash(const char *s);
 int64_t		util_now_unix(void);
 
 /*

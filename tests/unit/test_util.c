@@ -262,10 +262,22 @@ test_util_err_names(void **state)
 	assert_string_equal(sh_strerror(-99999), "unknown error");
 }
 
+/* FNV-1a 64 reference values: the hash tables of folder, watch, ignore
+ * and pull all rely on this one function. */
+static void
+test_util_str_hash(void **state)
+{
+	(void)state;
+	assert_true(util_str_hash("") == 0xcbf29ce484222325ULL);
+	assert_true(util_str_hash("a") == 0xaf63dc4c8601ec8cULL);
+	assert_true(util_str_hash("foobar") == 0x85944171f73967e8ULL);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_util_str_hash),
 		cmocka_unit_test(test_util_buf_cap),
 		cmocka_unit_test(test_util_atomic_write_roundtrip),
 		cmocka_unit_test(test_util_atomic_write_faults),
