@@ -451,44 +451,6 @@ cache_bump_all(struct db *db)
 		db->cache[i].gen++;
 }
 
-static void
-put_be64(uint8_t *p, uint64_t v)
-{
-	int	i;
-
-	for (i = 7; i >= 0; i--) {
-		p[i] = (uint8_t)v;
-		v >>= 8;
-	}
-}
-
-static uint64_t
-get_be64(const uint8_t *p)
-{
-	uint64_t	v = 0;
-	int		i;
-
-	for (i = 0; i < 8; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static void
-put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static uint32_t
-get_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	    (uint32_t)p[2] << 8 | p[3];
-}
-
 /*
  * The cached statement for `id`, prepared on first use. Callers reset it
  * with stmt_done() after use.
@@ -587,11 +549,11 @@ vector_encode(const struct record_vector *v, size_t *len)
 
 	*len = VECTOR_HDR_LEN + v->count * VECTOR_COUNTER_LEN;
 	b = xmalloc(*len);
-	put_be32(b, (uint32_t)v->count);
+	util_put_be32(b, (uint32_t)v->count);
 	p = b + VECTOR_HDR_LEN;
 	for (i = 0; i < v->count; i++, p += VECTOR_COUNTER_LEN) {
-		put_be64(p, v->counters[i].id);
-		put_be64(p + 8, v->counters[i].value);
+		util_put_be64(p, v->counters[i].id);
+		util_put_be64(p + 8, v->counters[i].value);
 	}
 	return b;
 }
@@ -605,7 +567,7 @@ vector_decode(const uint8_t *b, size_t len, struct record_vector *v)
 
 	if (len < VECTOR_HDR_LEN)
 		return SH_ECORRUPT;
-	n = get_be32(b);
+	n = util_get_be32(b);
 	if (n > RECORD_MAX_COUNTERS ||
 	    len != VECTOR_HDR_LEN + (size_t)n * VECTOR_COUNTER_LEN)
 		return SH_ECORRUPT;
@@ -614,8 +576,8 @@ vector_decode(const uint8_t *b, size_t len, struct record_vector *v)
 	    NULL;
 	p = b + VECTOR_HDR_LEN;
 	for (i = 0; i < n; i++, p += VECTOR_COUNTER_LEN) {
-		v->counters[i].id = get_be64(p);
-		v->counters[i].value = get_be64(p + 8);
+		v->counters[i].id = util_get_be64(p);
+		v->counters[i].value = util_get_be64(p + 8);
 	}
 	return 0;
 }
@@ -630,10 +592,10 @@ blocks_encode(const struct record_block *blocks, size_t count, size_t *len)
 	*len = count * BLOCK_PACKED_LEN;
 	b = xmalloc(*len);
 	for (i = 0, p = b; i < count; i++, p += BLOCK_PACKED_LEN) {
-		put_be64(p, (uint64_t)blocks[i].offset);
-		put_be32(p + 8, (uint32_t)blocks[i].size);
+		util_put_be64(p, (uint64_t)blocks[i].offset);
+		util_put_be32(p + 8, (uint32_t)blocks[i].size);
 		memcpy(p + 12, blocks[i].hash, RECORD_HASH_LEN);
-		put_be32(p + 44, blocks[i].weak_hash);
+		util_put_be32(p + 44, blocks[i].weak_hash);
 	}
 	return b;
 }
@@ -651,10 +613,10 @@ blocks_decode(const uint8_t *b, size_t len, struct record *r)
 	r->blocks = xreallocarray(NULL, n, sizeof(*r->blocks));
 	r->block_count = n;
 	for (i = 0, p = b; i < n; i++, p += BLOCK_PACKED_LEN) {
-		r->blocks[i].offset = (int64_t)get_be64(p);
-		r->blocks[i].size = (int32_t)get_be32(p + 8);
+		r->blocks[i].offset = (int64_t)util_get_be64(p);
+		r->blocks[i].size = (int32_t)util_get_be32(p + 8);
 		memcpy(r->blocks[i].hash, p + 12, RECORD_HASH_LEN);
-		r->blocks[i].weak_hash = get_be32(p + 44);
+		r->blocks[i].weak_hash = util_get_be32(p + 44);
 	}
 	return 0;
 }

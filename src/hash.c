@@ -166,6 +166,18 @@ hash_block_count(int64_t size, int32_t block_size)
 	return n > RECORD_MAX_BLOCKS ? 0 : n;
 }
 
+/* Number of blocks of a file: 0, -EINVAL (bad size or block size) or
+ * -EFBIG (too many blocks). */
+static int
+block_geometry(int64_t size, int32_t block_size, size_t *n)
+{
+	if (size < 0 || block_size < RECORD_MIN_BLOCK_SIZE ||
+	    block_size > RECORD_MAX_BLOCK_SIZE)
+		return -EINVAL;
+	*n = hash_block_count(size, block_size);
+	return *n == 0 ? -EFBIG : 0;
+}
+
 int
 hash_blocks_work(int fd, int64_t size, int32_t block_size, size_t first,
     size_t count, struct record_block *bl, const volatile int *cancel,
@@ -179,16 +191,9 @@ hash_blocks_work(int fd, int64_t size, int32_t block_size, size_t first,
 	unsigned int	 olen;
 	int		 rc;
 
-	if (size < 0 || block_size < RECORD_MIN_BLOCK_SIZE ||
-	    block_size > RECORD_MAX_BLOCK_SIZE) {
-		rc = -EINVAL;
+	rc = block_geometry(size, block_size, &n);
+	if (rc != 0)
 		goto out;
-	}
-	n = hash_block_count(size, block_size);
-	if (n == 0) {
-		rc = -EFBIG;
-		goto out;
-	}
 	if (first > n || count > n - first) {
 		rc = -EINVAL;
 		goto out;
@@ -270,16 +275,9 @@ hash_file_work(int fd, int64_t size, int32_t block_size,
 
 	*blocks = NULL;
 	*count = 0;
-	if (size < 0 || block_size < RECORD_MIN_BLOCK_SIZE ||
-	    block_size > RECORD_MAX_BLOCK_SIZE) {
-		rc = -EINVAL;
+	rc = block_geometry(size, block_size, &n);
+	if (rc != 0)
 		goto out;
-	}
-	n = hash_block_count(size, block_size);
-	if (n == 0) {
-		rc = -EFBIG;
-		goto out;
-	}
 	bl = xcalloc(n, sizeof(*bl));
 	rc = hash_blocks_work(fd, size, block_size, 0, n, bl, cancel,
 	    progress);

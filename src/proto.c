@@ -149,27 +149,11 @@ get_be16(const uint8_t *p)
 	return (uint16_t)((p[0] << 8) | p[1]);
 }
 
-static uint32_t
-get_be32(const uint8_t *p)
-{
-	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
-	    ((uint32_t)p[2] << 8) | p[3];
-}
-
 static void
 put_be16(uint8_t *p, uint16_t v)
 {
 	p[0] = (uint8_t)(v >> 8);
 	p[1] = (uint8_t)v;
-}
-
-static void
-put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
 }
 
 /*
@@ -366,7 +350,7 @@ proto_hello_encode(const char *device_name, const char *client_name,
 		goto out;
 	}
 	buf = xmalloc(HELLO_PREFIX_LEN + n);
-	put_be32(buf, PROTO_HELLO_MAGIC);
+	util_put_be32(buf, PROTO_HELLO_MAGIC);
 	put_be16(buf + 4, (uint16_t)n);
 	(void)shoal__bep__hello__pack(&h, buf + HELLO_PREFIX_LEN);
 	*out = buf;
@@ -390,7 +374,7 @@ proto_hello_decode(const uint8_t *buf, size_t len, size_t *consumed,
 	memset(out, 0, sizeof(*out));
 	if (len < 4)
 		return -EAGAIN;
-	magic = get_be32(buf);
+	magic = util_get_be32(buf);
 	if (magic != PROTO_HELLO_MAGIC) {
 		/* The magics of BEP before v1 (bep-brief §4). */
 		if (magic == 0x00010001u || magic == 0x00010000u ||
@@ -591,7 +575,7 @@ dec_lz4(struct proto_decoder *d, struct proto_err *err, size_t *out_len)
 	if (m < 4)
 		return dec_fail(d, err, "LZ4 body of %zu bytes has no length",
 		    m);
-	u = get_be32(d->buf);
+	u = util_get_be32(d->buf);
 	m -= 4;
 	if (u > d->max_msg_len)
 		return dec_fail(d, err, "uncompressed length %u exceeds "
@@ -687,7 +671,7 @@ proto_decoder_feed(struct proto_decoder *d, const uint8_t *buf, size_t len,
 			if (!take_len(d, 4, buf, len, &off))
 				goto more;
 			d->len_have = 0;
-			m = get_be32(d->len_buf);
+			m = util_get_be32(d->len_buf);
 			if (m > d->max_msg_len) {
 				rc = dec_fail(d, err, "%s message length %u "
 				    "exceeds limit %zu",
@@ -1200,7 +1184,7 @@ proto_frame_encode(enum proto_type type, const struct ProtobufCMessage *msg,
 		    (int)s, (int)zcap);
 		/* Only worth it when it saves s/32 (§5.1). */
 		if (zn > 0 && 4 + (size_t)zn <= s - s / 32) {
-			put_be32(z, (uint32_t)s);
+			util_put_be32(z, (uint32_t)s);
 			payload = z;
 			ml = 4 + (size_t)zn;
 			h.compression =
@@ -1211,7 +1195,7 @@ proto_frame_encode(enum proto_type type, const struct ProtobufCMessage *msg,
 	frame = xmalloc(2 + hl + 4 + ml);
 	put_be16(frame, (uint16_t)hl);
 	(void)shoal__bep__header__pack(&h, frame + 2);
-	put_be32(frame + 2 + hl, (uint32_t)ml);
+	util_put_be32(frame + 2 + hl, (uint32_t)ml);
 	if (ml > 0)
 		memcpy(frame + 2 + hl + 4, payload, ml);
 	*out = frame;

@@ -597,17 +597,6 @@ bio_recv(void *ctx, unsigned char *buf, size_t len)
 
 /* Fast records (see the top of the file) */
 
-static void
-put_be64(uint8_t *p, uint64_t v)
-{
-	int	i;
-
-	for (i = 7; i >= 0; i--) {
-		p[i] = (uint8_t)v;
-		v >>= 8;
-	}
-}
-
 /* Nonce and additional data of record `seq` (RFC 5288 §3, RFC 7905 §2). */
 static void
 rec_nonce(const struct tls *t, const struct rec_dir *d, uint64_t seq,
@@ -621,7 +610,7 @@ rec_nonce(const struct tls *t, const struct rec_dir *d, uint64_t seq,
 		memcpy(nonce + 4, explicit, REC_EXPLICIT);
 		return;
 	}
-	put_be64(s8, seq);
+	util_put_be64(s8, seq);
 	memcpy(nonce, d->iv, 12);
 	for (i = 0; i < 8; i++)
 		nonce[4 + i] ^= s8[i];
@@ -630,7 +619,7 @@ rec_nonce(const struct tls *t, const struct rec_dir *d, uint64_t seq,
 static void
 rec_aad(uint64_t seq, uint8_t type, size_t plen, uint8_t aad[13])
 {
-	put_be64(aad, seq);
+	util_put_be64(aad, seq);
 	aad[8] = type;
 	aad[9] = 3;
 	aad[10] = 3;
@@ -660,7 +649,7 @@ rec_seal(struct tls *t, uint8_t type, const uint8_t *m, size_t len)
 	p[4] = (uint8_t)body;
 	/* The explicit nonce is the sequence number, as mbedTLS sends it:
 	 * unique per key without any state of our own. */
-	put_be64(p + REC_HDR, d->seq);
+	util_put_be64(p + REC_HDR, d->seq);
 	rec_nonce(t, d, d->seq, p + REC_HDR, nonce);
 	rec_aad(d->seq, type, len, aad);
 	if (t->rec == REC_AES256GCM)

@@ -77,6 +77,36 @@ char	*util_path_join(const char *a, const char *b);
 
 /* Monotonic milliseconds and wall-clock nanoseconds since the epoch. */
 uint64_t	util_now_ms(void);
+/* Big-endian integers in byte buffers (wire formats, stored blobs). */
+static inline void
+util_put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static inline uint32_t
+util_get_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	    (uint32_t)p[2] << 8 | p[3];
+}
+
+static inline void
+util_put_be64(uint8_t *p, uint64_t v)
+{
+	util_put_be32(p, (uint32_t)(v >> 32));
+	util_put_be32(p + 4, (uint32_t)v);
+}
+
+static inline uint64_t
+util_get_be64(const uint8_t *p)
+{
+	return (uint64_t)util_get_be32(p) << 32 | util_get_be32(p + 4);
+}
+
 /* FNV-1a of a string, for the in-memory hash tables (not stored). */
 uint64_t	util_str_hash(const char *s);
 int64_t		util_now_unix(void);

@@ -1035,27 +1035,40 @@ test_pull_refuses_symlinked_parent(void **state)
 	free(outside);
 }
 
-static void
-test_pull_blocks_from_peers(void **state)
+/*
+ * `len` bytes of `name` (content from `seed`) held in the same version by
+ * two fake peers, net_conns[0] and [1]; the data is what they serve.
+ */
+static struct record *
+two_peer_file(struct fx *f, const char *name, uint8_t *data, size_t len,
+    int seed)
 {
-	struct fx		*f = *state;
 	struct device_id	 other;
-	struct record		*r, *l;
-	uint8_t			*data;
-	size_t			 len = 8 * BS + 77;
+	struct record		*r;
 
-	data = xmalloc(len);
-	fill(data, len, 10);
+	fill(data, len, seed);
 	net_data = data;
 	memset(net_conns, 0, sizeof(net_conns));
 	memset(&other, 0x5A, sizeof(other));
 	net_devs[0] = f->rdev;
 	assert_int_equal(db_device_idx(f->db, &other, &net_devs[1]), 0);
-	/* Both devices hold the same version of net.bin. */
-	r = remote_file(f, "net.bin", data, len, NULL, 1700000000, 0644);
+	r = remote_file(f, name, data, len, NULL, 1700000000, 0644);
 	remote_put(f, r);
 	r->sequence = 1;
 	assert_int_equal(db_remote_put(f->db, f->idx, net_devs[1], r), 0);
+	return r;
+}
+
+static void
+test_pull_blocks_from_peers(void **state)
+{
+	struct fx		*f = *state;
+	struct record		*r, *l;
+	uint8_t			*data;
+	size_t			 len = 8 * BS + 77;
+
+	data = xmalloc(len);
+	r = two_peer_file(f, "net.bin", data, len, 10);
 	/* The first peer fails every block; the second is busy at first. */
 	net_conns[0].fail = true;
 	net_conns[1].eagain_left = 3;
@@ -1103,22 +1116,12 @@ static void
 test_pull_bad_block_from_peer_rejected(void **state)
 {
 	struct fx		*f = *state;
-	struct device_id	 other;
 	struct record		*r;
 	uint8_t			*data;
 	size_t			 len = 6 * BS + 5;
 
 	data = xmalloc(len);
-	fill(data, len, 13);
-	net_data = data;
-	memset(net_conns, 0, sizeof(net_conns));
-	memset(&other, 0x5B, sizeof(other));
-	net_devs[0] = f->rdev;
-	assert_int_equal(db_device_idx(f->db, &other, &net_devs[1]), 0);
-	r = remote_file(f, "lie.bin", data, len, NULL, 1700000000, 0644);
-	remote_put(f, r);
-	r->sequence = 1;
-	assert_int_equal(db_remote_put(f->db, f->idx, net_devs[1], r), 0);
+	r = two_peer_file(f, "lie.bin", data, len, 13);
 	net_conns[0].lie = true;
 	assert_int_equal(run_pull(f), 0);
 	expect_file(f, "lie.bin", data, len);
