@@ -234,11 +234,11 @@ send_frame(struct conn *c, uint8_t *buf, size_t len)
 	int	rc;
 
 	if (c->closing && c->state == CONN_STATE_CLOSING && c->tls_closed) {
-		free(buf);
+		util_bigbuf_free(buf);
 		return -ENOTCONN;
 	}
 	rc = tls_write(c->tls, buf, len);
-	free(buf);
+	util_bigbuf_free(buf);
 	if (rc == 0) {
 		c->last_write_ms = util_now_ms();
 	}
@@ -909,7 +909,7 @@ serve_work(uv_work_t *w)
 		return;
 	}
 	verify = !serve_unchanged(j, fd);
-	j->data = xmalloc((size_t)j->size);
+	j->data = util_bigbuf_alloc((size_t)j->size);
 	n = util_pread_full(fd, j->data, (size_t)j->size, j->offset);
 	/* A write during the read changes the mtime: then verify. */
 	if (!verify && !serve_unchanged(j, fd))
@@ -960,7 +960,7 @@ serve_done(uv_work_t *w, int status)
 		send_response(c, j->id, j->data, (size_t)j->size, j->code);
 		c->info.requests_served++;
 	}
-	free(j->data);
+	util_bigbuf_free(j->data);
 	free(j->root);
 	free(j->name);
 	free(j);
@@ -1177,7 +1177,7 @@ conn_request_flags(struct conn *c, const char *folder, const char *name,
 }
 
 static void
-handle_response(struct conn *c, const Shoal__Bep__Response *resp)
+handle_response(struct conn *c, Shoal__Bep__Response *resp)
 {
 	struct own_request	 r;
 	uint8_t			 got[RECORD_HASH_LEN];
@@ -1208,6 +1208,15 @@ handle_response(struct conn *c, const Shoal__Bep__Response *resp)
 		LOG_WARN("conn", "%s: response %d has %zu bytes not matching the "
 		    "block hash; discarded", c->peer_short, resp->id,
 		    resp->data.len);
+	if (status == 0 && (r.flags & CONN_REQ_GIVE_DATA) != 0) {
+		uint8_t	*data = resp->data.data;
+
+		/* proto's allocator made it with util_bigbuf_alloc. */
+		resp->data.data = NULL;
+		resp->data.len = 0;
+		r.cb(0, data, (size_t)r.size, r.arg);
+		return;
+	}
 	r.cb(status, status == 0 ? resp->data.data : NULL,
 	    status == 0 ? resp->data.len : 0, r.arg);
 }

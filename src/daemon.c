@@ -48,6 +48,7 @@
 #include "shoal/util.h"
 
 #define DAEMON_CONFIG_POLL_MS	1000
+#define DAEMON_TRIM_MS		1000
 #define DAEMON_FETCH_MAX	(64 * 1024 * 1024)
 
 /*
@@ -86,6 +87,7 @@ struct daemon {
 	uv_signal_t		 sigint;
 	uv_signal_t		 sigterm;
 	uv_fs_poll_t		 cfg_poll;
+	uv_timer_t		 trim;		/* util_bigbuf_trim */
 	struct folder		**folders;	/* owned array of owned folders */
 	size_t			 folder_count;
 	uint64_t		 start_ms;
@@ -246,6 +248,15 @@ reload_config(struct daemon *d, char *err, size_t err_size)
 	return 0;
 }
 
+/* Buffers kept for block transfers go back to the system once the
+ * transfers have been quiet for a tick. */
+static void
+trim_cb(uv_timer_t *t)
+{
+	(void)t;
+	util_bigbuf_trim();
+}
+
 static void
 cfg_poll_cb(uv_fs_poll_t *h, int status, const uv_stat_t *prev,
     const uv_stat_t *cur)
@@ -344,13 +355,14 @@ folder_json(struct daemon *d, struct folder *f)
 	json_object_set_new(o, "receive_only_changed",
 	    json_integer((json_int_t)st.receive_only_changed));
 	json_object_set_new(o, "pull", json_pack("{s:b, s:I, s:I, s:I, s:I, "
-	    "s:I, s:I, s:I}", "running", st.pull_running,
+	    "s:I, s:I, s:I, s:I}", "running", st.pull_running,
 	    "files_done", (json_int_t)st.pull.files_done,
 	    "files_failed", (json_int_t)st.pull.files_failed,
 	    "conflicts", (json_int_t)st.pull.conflicts,
 	    "bytes_network", (json_int_t)st.pull.bytes_network,
 	    "bytes_local", (json_int_t)st.pull.bytes_local,
 	    "bytes_reused", (json_int_t)st.pull.bytes_reused,
+	    "bytes_direct", (json_int_t)st.pull.bytes_direct,
 	    "completed", (json_int_t)st.pulls_completed));
 	return o;
 }
@@ -514,7 +526,7 @@ fetch_free(struct daemon_fetch *f)
 }
 
 static void
-fetch_response(int status, const uint8_t *data, size_t len, void *arg)
+fetch_response(int status, uint8_t *data, size_t len, void *arg)
 {
 	struct daemon_fetch *f = arg;
 
@@ -714,6 +726,7 @@ stop(struct daemon *d, const char *why)
 	uv_close((uv_handle_t *)&d->sigint, noop_close_cb);
 	uv_close((uv_handle_t *)&d->sigterm, noop_close_cb);
 	uv_close((uv_handle_t *)&d->cfg_poll, noop_close_cb);
+	uv_close((uv_handle_t *)&d->trim, noop_close_cb);
 }
 
 static void
@@ -852,6 +865,8 @@ daemon_run(const char *home)
 		rc = uv_signal_init(&d.loop, &d.sigterm);
 	if (rc == 0)
 		rc = uv_fs_poll_init(&d.loop, &d.cfg_poll);
+	if (rc == 0)
+		rc = uv_timer_init(&d.loop, &d.trim);
 	if (rc != 0) {
 		LOG_ERROR("daemon", "handle init: %s", uv_strerror(rc));
 		goto out;
@@ -863,6 +878,9 @@ daemon_run(const char *home)
 	if (rc == 0)
 		rc = uv_fs_poll_start(&d.cfg_poll, cfg_poll_cb, d.config_path,
 		    DAEMON_CONFIG_POLL_MS);
+	if (rc == 0)
+		rc = uv_timer_start(&d.trim, trim_cb, DAEMON_TRIM_MS,
+		    DAEMON_TRIM_MS);
 	if (rc != 0) {
 		LOG_ERROR("daemon", "cannot start signal/config watch: %s",
 		    uv_strerror(rc));
@@ -901,6 +919,9 @@ out:
 	}
 	if (lock >= 0)
 		unlink(d.addr_path);
+	/* The second call finds no use since the first: all released. */
+	util_bigbuf_trim();
+	util_bigbuf_trim();
 	free(d.folders);
 	fetch_free(d.fetch);
 	tls_config_free(d.tls);

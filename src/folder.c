@@ -543,6 +543,7 @@ progress_add(struct pull_progress *t, const struct pull_progress *p)
 	t->bytes_network += p->bytes_network;
 	t->bytes_local += p->bytes_local;
 	t->bytes_reused += p->bytes_reused;
+	t->bytes_direct += p->bytes_direct;
 	t->blocks_network += p->blocks_network;
 	t->blocks_local += p->blocks_local;
 	t->blocks_reused += p->blocks_reused;

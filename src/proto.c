@@ -9,7 +9,11 @@
  *  (1) the header length is < 0x8000 and the message length M and the
  *      uncompressed length U are capped by proto_limits.max_msg_len;
  *  (2) the decoder's buffer grows with the bytes that have arrived, never
- *      ahead of them, and an unknown type's body is counted, not stored;
+ *      ahead of them, and an unknown type's body is counted, not stored.
+ *      The one exception is a Response no longer than the biggest block
+ *      plus its few fields: its buffer is taken whole at once from
+ *      util_bigbuf (pages untouched until data arrives cost nothing, and
+ *      a reused buffer costs no page faults);
  *  (3) an LZ4 body is only inflated once it has arrived whole, and U must be
  *      reachable from M at LZ4's best ratio, so a tiny body cannot ask for a
  *      large buffer;
@@ -38,6 +42,8 @@
 #define DECODED_FACTOR		16
 #define DECODED_SLACK		(64u * 1024)
 #define LZ4_MAX_RATIO		255	/* LZ4 output per input byte, at most */
+/* A Response body: the block plus id, code and field tags (note 2). */
+#define RESPONSE_WHOLE_MAX	(RECORD_MAX_BLOCK_SIZE + 64)
 /* Decoder buffers larger than this are freed after each frame. */
 #define KEEP_BUF_LEN		(1024u * 1024)
 #define CLOSE_REASON_MAX	1024
@@ -271,14 +277,16 @@ budget_alloc(void *data, size_t size)
 	if (size > b->max - b->used)
 		return NULL;
 	b->used += size;
-	return xmalloc(size);
+	/* Big ones are a Response's block: reused, and aligned so that
+	 * the puller can write them with O_DIRECT as they are. */
+	return util_bigbuf_alloc(size);
 }
 
 static void
 budget_free(void *data, void *p)
 {
 	(void)data;
-	free(p);
+	util_bigbuf_free(p);
 }
 
 static size_t
@@ -295,7 +303,8 @@ decoded_budget(size_t len, size_t max_decoded)
 /*
  * Unpack with the counting allocator. What it returns is freed with
  * protobuf_c_message_free_unpacked(m, NULL): every block came from
- * xmalloc, so the default allocator's free() releases it.
+ * xmalloc or util_bigbuf_alloc, which the default allocator's free()
+ * releases.
  */
 static ProtobufCMessage *
 unpack_bounded(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
@@ -440,7 +449,7 @@ proto_decoder_free(struct proto_decoder *d)
 {
 	if (d == NULL)
 		return;
-	free(d->buf);
+	util_bigbuf_free(d->buf);
 	free(d->out);
 	free(d);
 }
@@ -528,7 +537,7 @@ dec_release(struct proto_decoder *d)
 	d->returned = false;
 	d->buf_len = 0;
 	if (d->buf_cap > KEEP_BUF_LEN) {
-		free(d->buf);
+		util_bigbuf_free(d->buf);
 		d->buf = NULL;
 		d->buf_cap = 0;
 	}
@@ -687,6 +696,13 @@ proto_decoder_feed(struct proto_decoder *d, const uint8_t *buf, size_t len,
 			}
 			d->want = m;
 			d->buf_len = 0;
+			if (d->type == PROTO_RESPONSE && m > d->buf_cap &&
+			    m >= UTIL_BIGBUF_MIN && m <= RESPONSE_WHOLE_MAX) {
+				/* Note 2's exception. */
+				util_bigbuf_free(d->buf);
+				d->buf = util_bigbuf_alloc(m);
+				d->buf_cap = m;
+			}
 			d->state = PROTO_STATE_BODY;
 			break;
 		case PROTO_STATE_BODY:
@@ -1172,9 +1188,22 @@ proto_frame_encode(enum proto_type type, const struct ProtobufCMessage *msg,
 		rc = -E2BIG;
 		goto out;
 	}
+	h.type = (Shoal__Bep__MsgType)type;
+	if (!compress || s < PROTO_COMPRESS_MIN_LEN) {
+		/* Straight into the frame: a Response's block is copied
+		 * once, not twice. */
+		hl = shoal__bep__header__get_packed_size(&h);
+		frame = util_bigbuf_alloc(2 + hl + 4 + s);
+		put_be16(frame, (uint16_t)hl);
+		(void)shoal__bep__header__pack(&h, frame + 2);
+		util_put_be32(frame + 2 + hl, (uint32_t)s);
+		(void)protobuf_c_message_pack(msg, frame + 2 + hl + 4);
+		*out = frame;
+		*out_len = 2 + hl + 4 + s;
+		return 0;
+	}
 	body = xmalloc(s);
 	(void)protobuf_c_message_pack(msg, body);
-	h.type = (Shoal__Bep__MsgType)type;
 	payload = body;
 	ml = s;
 	if (compress && s >= PROTO_COMPRESS_MIN_LEN) {
@@ -1192,7 +1221,7 @@ proto_frame_encode(enum proto_type type, const struct ProtobufCMessage *msg,
 		}
 	}
 	hl = shoal__bep__header__get_packed_size(&h);
-	frame = xmalloc(2 + hl + 4 + ml);
+	frame = util_bigbuf_alloc(2 + hl + 4 + ml);
 	put_be16(frame, (uint16_t)hl);
 	(void)shoal__bep__header__pack(&h, frame + 2);
 	util_put_be32(frame + 2 + hl, (uint32_t)ml);

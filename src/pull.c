@@ -71,6 +71,16 @@
  *       records without writing. A failed second sync (the renames are
  *       done) still records the group's files, as a failed directory
  *       fsync always did, and an I/O error then stops the pass.
+ *  (10) Big files bypass the page cache: full, aligned blocks of a file of
+ *       at least PULL_DIRECT_MIN bytes are written through a second
+ *       descriptor of the temporary file opened with O_DIRECT. Filling
+ *       fresh page-cache pages (allocating and copying into them, then
+ *       writing them back) cost more than the network and hashing
+ *       together for a 1 GiB file, and the cache then holds a copy nobody
+ *       asked for. The last, short block goes through the page cache; a
+ *       file system that refuses O_DIRECT (open or write: EINVAL) gets
+ *       buffered writes. Durability is unchanged: the group's fsync or
+ *       syncfs covers the inode whichever descriptor wrote it.
  *
  * Job state machine (struct job, j->state):
  *
@@ -134,6 +144,8 @@
 #endif
 
 #define PULL_RETRY_MS		100	/* every peer busy: look again */
+#define PULL_DIRECT_MIN		(4 * 1024 * 1024) /* invariant 10 */
+#define PULL_DIRECT_ALIGN	UTIL_BIGBUF_ALIGN /* offsets, sizes, buffers */
 #define PULL_NAME_LOG		128	/* escaped name length in logs */
 
 enum phase {
@@ -194,6 +206,9 @@ struct job {
 	int		 rc;
 	int		 dirfd;
 	int		 tmpfd;
+	int		 dfd;		/* the temp file opened O_DIRECT, or -1
+					 * (invariant 10) */
+	bool		 direct_off;	/* dfd refused a write: do not use */
 	char		*tmpname;	/* owned; base name of the temp file */
 	bool		 was_absent;	/* nothing at the target at PREP */
 	bool		 disk_global;	/* the target already is the global */
@@ -239,8 +254,11 @@ struct blk_op {
 	bool		 verify;	/* network data not hashed by conn */
 	const char	*root;		/* the pull's root (immutable) */
 	int		 tmpfd;
+	int		 dfd;		/* O_DIRECT descriptor, or -1 */
 	int		 rc;
 	bool		 network;
+	bool		 direct_refused; /* dfd said EINVAL: buffered now */
+	bool		 wrote_direct;	/* through dfd */
 };
 
 /*
@@ -570,6 +588,34 @@ move_aside(struct job *j)
 	return rc;
 }
 
+/*
+ * Pool: a second descriptor of the temporary file for O_DIRECT writes
+ * (invariant 10), when the file is big enough and its blocks aligned. It
+ * is opened by name, so it must name the inode tmpfd has (st); anything
+ * else, or a file system without O_DIRECT, leaves j->dfd at -1.
+ */
+static void
+open_direct(struct job *j, const struct stat *st)
+{
+	const struct record *g = j->global;
+	struct stat	 dst;
+	int		 fd;
+
+	if (g->size < PULL_DIRECT_MIN || g->block_count < 2 ||
+	    g->blocks[0].size % PULL_DIRECT_ALIGN != 0)
+		return;
+	fd = openat(j->dirfd, j->tmpname, O_WRONLY | O_DIRECT | O_NOFOLLOW |
+	    O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return;
+	if (fstat(fd, &dst) != 0 || dst.st_ino != st->st_ino ||
+	    dst.st_dev != st->st_dev) {
+		close(fd);
+		return;
+	}
+	j->dfd = fd;
+}
+
 /* Pool work: file, prepare. */
 
 static void
@@ -648,6 +694,7 @@ file_prep_work(uv_work_t *req)
 			j->reused_blocks++;
 		}
 	}
+	open_direct(j, &tst);
 	rc = 0;
 out:
 	if (fd >= 0)
@@ -1174,6 +1221,26 @@ out:
 	j->rc = rc;
 }
 
+/* Pool: write a verified block, directly when it can (invariant 10). */
+static int
+blk_write(struct blk_op *b)
+{
+	int	rc;
+
+	if (b->dfd >= 0 && (uintptr_t)b->buf % PULL_DIRECT_ALIGN == 0 &&
+	    b->size % PULL_DIRECT_ALIGN == 0 &&
+	    b->dst_off % PULL_DIRECT_ALIGN == 0) {
+		rc = util_pwrite_all(b->dfd, b->buf, (size_t)b->size,
+		    (off_t)b->dst_off);
+		b->wrote_direct = rc == 0;
+		if (rc != -EINVAL)
+			return rc;
+		b->direct_refused = true;
+	}
+	return util_pwrite_all(b->tmpfd, b->buf, (size_t)b->size,
+	    (off_t)b->dst_off);
+}
+
 /* Pool work: one block, copied from a local file or written from a
  * network buffer. */
 static void
@@ -1199,7 +1266,7 @@ blk_work(uv_work_t *req)
 		close(dfd);
 		if (rc != 0)
 			goto out;
-		b->buf = xmalloc((size_t)b->size);
+		b->buf = util_bigbuf_alloc((size_t)b->size);
 		rc = read_verified(fd, b->buf, b->size, b->src_off, b->hash);
 		if (rc != 0)
 			goto out;
@@ -1214,8 +1281,7 @@ blk_work(uv_work_t *req)
 			goto out;
 		}
 	}
-	rc = util_pwrite_all(b->tmpfd, b->buf, (size_t)b->size,
-	    (off_t)b->dst_off);
+	rc = blk_write(b);
 out:
 	if (fd >= 0)
 		close(fd);
@@ -1231,6 +1297,8 @@ job_free(struct job *j)
 		return;
 	if (j->tmpfd >= 0)
 		close(j->tmpfd);
+	if (j->dfd >= 0)
+		close(j->dfd);
 	if (j->dirfd >= 0)
 		close(j->dirfd);
 	free(j->name);
@@ -1239,7 +1307,7 @@ job_free(struct job *j)
 	free(j->bstate);
 	free(j->btried);
 	free(j->retry);
-	free(j->wbuf);
+	util_bigbuf_free(j->wbuf);
 	record_free(j->global);
 	record_free(j->local);
 	free(j);
@@ -1512,9 +1580,17 @@ blk_done(uv_work_t *req, int status)
 	j->ops--;
 	p->inflight -= (uint64_t)b->size;
 	j->bstate[b->idx] &= (uint8_t)~BLK_BUSY;
+	if (b->direct_refused && j->dfd >= 0) {
+		/* Not closed here: blocks under way may still use it. */
+		LOG_DEBUG("pull", "folder \"%s\": O_DIRECT refused; writing "
+		    "through the page cache", p->folder_id);
+		j->direct_off = true;
+	}
 	if (rc == 0) {
 		j->bstate[b->idx] |= BLK_DONE;
 		j->done_count++;
+		if (b->wrote_direct)
+			p->prog.bytes_direct += (uint64_t)b->size;
 		if (b->network) {
 			p->prog.bytes_network += (uint64_t)b->size;
 			p->prog.blocks_network++;
@@ -1537,15 +1613,16 @@ blk_done(uv_work_t *req, int status)
 		blk_fail(j, rc);
 	}
 	free(b->src_name);
-	free(b->buf);
+	util_bigbuf_free(b->buf);
 	free(b);
 	job_check(j);
 	pump(p);
 	maybe_finish(p);
 }
 
+/* The block is ours (CONN_REQ_GIVE_DATA): kept, not copied. */
 static void
-response_cb(int status, const uint8_t *data, size_t len, void *arg)
+response_cb(int status, uint8_t *data, size_t len, void *arg)
 {
 	struct blk_op	*b = arg;
 	struct job	*j = b->j;
@@ -1560,8 +1637,7 @@ response_cb(int status, const uint8_t *data, size_t len, void *arg)
 		/* A one-block file: its finish group writes the block, which
 		 * saves a pool round trip per small file. The bytes stay in
 		 * p->inflight until the job ends. */
-		j->wbuf = xmalloc(len > 0 ? len : 1);
-		memcpy(j->wbuf, data, len);
+		j->wbuf = data;
 		j->wsize = b->size;
 		j->bstate[b->idx] &= (uint8_t)~BLK_BUSY;
 		j->bstate[b->idx] |= BLK_DONE;
@@ -1576,15 +1652,15 @@ response_cb(int status, const uint8_t *data, size_t len, void *arg)
 		return;
 	}
 	if (ok && going) {
-		/* The data is borrowed for this call only. */
-		b->buf = xmalloc(len > 0 ? len : 1);
-		memcpy(b->buf, data, len);
+		b->buf = data;
 		rc = queue(p, &b->work, b, blk_work, blk_done);
 		if (rc == 0)
 			return;
-		free(b->buf);
+		util_bigbuf_free(b->buf);
 		blk_fail(j, rc);
-	} else if (!ok && going) {
+	} else if (ok)
+		util_bigbuf_free(data);
+	else if (going) {
 		/* conn checked length and SHA-256 (invariant 3); a failed
 		 * or bad answer sends the block to the next peer. */
 		j->retry[j->retry_count++] = b->idx;
@@ -1636,6 +1712,7 @@ blk_new(struct job *j, size_t idx)
 	b->dst_off = rb->offset;
 	b->root = j->p->root;
 	b->tmpfd = j->tmpfd;
+	b->dfd = j->direct_off ? -1 : j->dfd;
 	return b;
 }
 
@@ -1704,8 +1781,8 @@ start_block(struct job *j, size_t idx)
 		 * the pool by blk_work. */
 		b->verify = j->global->block_count > 1;
 		rc = conn_request_flags(c, p->folder_id, j->name, rb->offset,
-		    rb->size, rb->hash, b->verify ? CONN_REQ_CALLER_VERIFIES : 0,
-		    response_cb, b);
+		    rb->size, rb->hash, CONN_REQ_GIVE_DATA |
+		    (b->verify ? CONN_REQ_CALLER_VERIFIES : 0), response_cb, b);
 		if (rc == 0) {
 			j->btried[idx] |= bit;
 			return 1;
@@ -1899,6 +1976,7 @@ job_start(struct pull *p, const char *name)
 	j->p = p;
 	j->dirfd = -1;
 	j->tmpfd = -1;
+	j->dfd = -1;
 	j->name = xstrdup(name);
 	slash = strrchr(j->name, '/');
 	j->base = slash != NULL ? slash + 1 : j->name;

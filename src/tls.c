@@ -553,7 +553,8 @@ out_reserve(struct tls *t, size_t len)
 
 	if (w == NULL) {
 		cap = len > TLS_OUT_MIN ? len : TLS_OUT_MIN;
-		w = xmalloc(sizeof(*w) + cap);
+		/* A block's records come and go at network speed: reuse. */
+		w = util_bigbuf_alloc(sizeof(*w) + cap);
 		w->t = t;
 		w->len = 0;
 		w->cap = cap;
@@ -843,7 +844,7 @@ write_cb(uv_write_t *req, int status)
 	struct tls		*t = w->t;
 
 	t->write_queue -= w->len;
-	free(w);
+	util_bigbuf_free(w);
 	if (status < 0) {
 		if (status != UV_ECANCELED && !t->closing) {
 			LOG_INFO(COMP, "%s: write failed: %s", t->addr,
@@ -871,7 +872,7 @@ flush_out(struct tls *t)
 		return 0;
 	t->pending = NULL;
 	if (t->handles_closing || w->len == 0) {
-		free(w);
+		util_bigbuf_free(w);
 		return t->handles_closing ? UV_ECANCELED : 0;
 	}
 	w->req.data = w;
@@ -879,7 +880,7 @@ flush_out(struct tls *t)
 	rc = uv_write(&w->req, (uv_stream_t *)t->tcp, &buf, 1, write_cb);
 	if (rc != 0) {
 		/* The callback will not run: the request is still ours. */
-		free(w);
+		util_bigbuf_free(w);
 		LOG_INFO(COMP, "%s: write failed: %s", t->addr,
 		    uv_strerror(rc));
 		abort_session(t, rc);
@@ -897,7 +898,7 @@ finish(struct tls *t)
 {
 	if (t->cbs.on_close != NULL)
 		t->cbs.on_close(t);
-	free(t->pending);
+	util_bigbuf_free(t->pending);
 	/* Zeroises the session keys. */
 	mbedtls_ssl_free(&t->ssl);
 	sodium_memzero(&t->tx, sizeof(t->tx));
@@ -932,7 +933,7 @@ close_handles(struct tls *t)
 		return;
 	t->handles_closing = true;
 	t->reading = false;
-	free(t->pending);
+	util_bigbuf_free(t->pending);
 	t->pending = NULL;
 	/* Pending writes and the shutdown complete with UV_ECANCELED before
 	 * tcp_closed() runs, while `t` is still alive. */
@@ -1468,6 +1469,10 @@ tls_write(struct tls *t, const void *data, size_t len)
 		rc = -ENOBUFS;
 		goto out;
 	}
+	/* Room for all the records at once, not grown record by record
+	 * (a block's records reuse one util_bigbuf buffer). */
+	if (t->rec != REC_MBEDTLS)
+		(void)out_reserve(t, need);
 	while (len > 0 && t->rec != REC_MBEDTLS) {
 		ret = (int)(len < REC_MAX_PLAIN ? len : REC_MAX_PLAIN);
 		if (rec_seal(t, REC_APPDATA, p, (size_t)ret) != 0) {

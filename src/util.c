@@ -8,6 +8,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -39,6 +41,142 @@ xmalloc(size_t size)
 	if (p == NULL)
 		oom(size);
 	return p;
+}
+
+void *
+xmalloc_aligned(size_t align, size_t size)
+{
+	void	*p = NULL;
+
+	if (posix_memalign(&p, align, size == 0 ? 1 : size) != 0)
+		oom(size);
+	return p;
+}
+
+/* Big buffers: a few freed ones kept for reuse (see util.h). */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define BIGBUF_KEEP	0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define BIGBUF_KEEP	0
+#endif
+#endif
+#if !defined(BIGBUF_KEEP) && defined(__GLIBC__)
+#define BIGBUF_KEEP	1
+#endif
+#ifndef BIGBUF_KEEP
+#define BIGBUF_KEEP	0
+#endif
+#define BIGBUF_SLOTS	32
+
+#if BIGBUF_KEEP
+static struct {
+	pthread_mutex_t	 mu;
+	void		*p[BIGBUF_SLOTS];
+	size_t		 cap[BIGBUF_SLOTS];
+	size_t		 n;
+	size_t		 bytes;
+	uint64_t	 uses;		/* takes and gives */
+	uint64_t	 uses_seen;	/* at the last trim */
+} bigbuf = { .mu = PTHREAD_MUTEX_INITIALIZER };
+#endif
+
+void *
+util_bigbuf_alloc(size_t size)
+{
+#if BIGBUF_KEEP
+	void	*p = NULL;
+	size_t	 i, best = BIGBUF_SLOTS;
+
+	if (size < UTIL_BIGBUF_MIN)
+		return xmalloc(size);
+	pthread_mutex_lock(&bigbuf.mu);
+	/* The smallest kept buffer that fits: its pages are resident
+	 * already, so even a bigger one costs no memory. */
+	for (i = 0; i < bigbuf.n; i++)
+		if (bigbuf.cap[i] >= size && (best == BIGBUF_SLOTS ||
+		    bigbuf.cap[i] < bigbuf.cap[best]))
+			best = i;
+	if (best < BIGBUF_SLOTS) {
+		p = bigbuf.p[best];
+		bigbuf.bytes -= bigbuf.cap[best];
+		bigbuf.n--;
+		bigbuf.p[best] = bigbuf.p[bigbuf.n];
+		bigbuf.cap[best] = bigbuf.cap[bigbuf.n];
+		bigbuf.uses++;
+	}
+	pthread_mutex_unlock(&bigbuf.mu);
+	if (p != NULL)
+		return p;
+#else
+	if (size < UTIL_BIGBUF_MIN)
+		return xmalloc(size);
+#endif
+	return xmalloc_aligned(UTIL_BIGBUF_ALIGN, size);
+}
+
+void
+util_bigbuf_free(void *p)
+{
+#if BIGBUF_KEEP
+	size_t	cap;
+
+	if (p == NULL)
+		return;
+	cap = malloc_usable_size(p);
+	if (cap >= UTIL_BIGBUF_MIN && cap <= UTIL_BIGBUF_CACHE &&
+	    (uintptr_t)p % UTIL_BIGBUF_ALIGN == 0) {
+		pthread_mutex_lock(&bigbuf.mu);
+		if (bigbuf.n < BIGBUF_SLOTS &&
+		    bigbuf.bytes + cap <= UTIL_BIGBUF_CACHE) {
+			bigbuf.p[bigbuf.n] = p;
+			bigbuf.cap[bigbuf.n] = cap;
+			bigbuf.n++;
+			bigbuf.bytes += cap;
+			bigbuf.uses++;
+			p = NULL;
+		}
+		pthread_mutex_unlock(&bigbuf.mu);
+	}
+#endif
+	free(p);
+}
+
+void
+util_bigbuf_trim(void)
+{
+#if BIGBUF_KEEP
+	void	*drop[BIGBUF_SLOTS];
+	size_t	 i, n = 0;
+
+	pthread_mutex_lock(&bigbuf.mu);
+	if (bigbuf.uses == bigbuf.uses_seen) {
+		for (i = 0; i < bigbuf.n; i++)
+			drop[n++] = bigbuf.p[i];
+		bigbuf.n = 0;
+		bigbuf.bytes = 0;
+	}
+	bigbuf.uses_seen = bigbuf.uses;
+	pthread_mutex_unlock(&bigbuf.mu);
+	for (i = 0; i < n; i++)
+		free(drop[i]);
+#endif
+}
+
+size_t
+util_bigbuf_cached(void)
+{
+#if BIGBUF_KEEP
+	size_t	n;
+
+	pthread_mutex_lock(&bigbuf.mu);
+	n = bigbuf.bytes;
+	pthread_mutex_unlock(&bigbuf.mu);
+	return n;
+#else
+	return 0;
+#endif
 }
 
 void *

@@ -102,10 +102,11 @@ struct conn_info {
 };
 
 /* Completion of one of our own block requests: status 0 with exactly the
- * requested bytes whose SHA-256 matched (data borrowed for the call), or a
- * negative code (-ECANCELED on close, -ETIMEDOUT, SH_EPROTO for a bad
- * response, SH_ENOTFOUND for a peer error code). */
-typedef void (*conn_response_cb)(int status, const uint8_t *data, size_t len,
+ * requested bytes whose SHA-256 matched (data borrowed for the call unless
+ * CONN_REQ_GIVE_DATA), or a negative code (-ECANCELED on close,
+ * -ETIMEDOUT, SH_EPROTO for a bad response, SH_ENOTFOUND for a peer error
+ * code). */
+typedef void (*conn_response_cb)(int status, uint8_t *data, size_t len,
 	    void *arg);
 
 /* Lifecycle */
@@ -139,6 +140,11 @@ int	conn_request(struct conn *c, const char *folder, const char *name,
  * the caller must check the SHA-256 before using the data (the puller does
  * it on the thread pool, so that hashing does not hold up the loop). */
 #define CONN_REQ_CALLER_VERIFIES	0x1u
+/* GIVE_DATA: on status 0 cb owns data and releases it with
+ * util_bigbuf_free(); data of at least UTIL_BIGBUF_MIN bytes is then
+ * UTIL_BIGBUF_ALIGN-aligned, so it can be written with O_DIRECT as it is
+ * (the puller's blocks: no copy between the message and the disk). */
+#define CONN_REQ_GIVE_DATA		0x2u
 int	conn_request_flags(struct conn *c, const char *folder,
 	    const char *name, int64_t offset, int32_t size,
 	    const uint8_t hash[RECORD_HASH_LEN], unsigned int flags,

@@ -260,7 +260,7 @@ int	proto_validate_cluster_config(
  * frame. With `compress`, the body is LZ4-compressed when the §5.1 rule
  * says it pays (S >= 128 and 4 + compressed <= S - S/32); callers pass true
  * for every type but Response. On success *out is a heap buffer the caller
- * frees with free(). Returns 0, -EINVAL if msg is not of that type, or
+ * frees with util_bigbuf_free() (which reuses it) or free(). Returns 0, -EINVAL if msg is not of that type, or
  * -E2BIG if the body exceeds PROTO_WIRE_MAX_MSG_LEN.
  */
 int	proto_frame_encode(enum proto_type type,
