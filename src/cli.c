@@ -836,11 +836,12 @@ cmd_folder_list(struct cli *c, int argc, char **argv)
 		}
 		if (as_json) {
 			json_array_append_new(arr, json_pack(
-			    "{s:s, s:s, s:s, s:s, s:i, s:b, s:o}",
+			    "{s:s, s:s, s:s, s:s, s:I, s:b, s:i, s:o}",
 			    "id", f->id, "path", f->path,
 			    "type", config_folder_type_name(f->type),
 			    "versioning", config_versioning_name(f->versioning),
 			    "rescan", (json_int_t)f->rescan_s, "watch", f->watch,
+			    "max_conflicts", (int)f->max_conflicts,
 			    "shared_with", sh));
 			continue;
 		}

@@ -46,6 +46,7 @@ enum section {
 #define KEY_VERSIONING	(1u << 9)
 #define KEY_RESCAN	(1u << 10)
 #define KEY_WATCH	(1u << 11)
+#define KEY_MAXCONFLICTS (1u << 12)
 
 /* A `share =` line, checked once all devices are known. */
 struct share_ref {
@@ -576,6 +577,7 @@ parse_section(struct parser *p, const char *s, size_t n)
 		f->versioning = CONFIG_VERSIONING_NONE;
 		f->rescan_s = CONFIG_DEFAULT_RESCAN_S;
 		f->watch = true;
+		f->max_conflicts = CONFIG_DEFAULT_MAX_CONFLICTS;
 		p->folder_lines[p->c->folder_count] = p->line;
 		p->cur = p->c->folder_count++;
 		p->sec = SEC_FOLDER;
@@ -607,6 +609,7 @@ key_bit(const char *key)
 		{ "label", KEY_LABEL }, { "path", KEY_PATH },
 		{ "type", KEY_TYPE }, { "versioning", KEY_VERSIONING },
 		{ "rescan", KEY_RESCAN }, { "watch", KEY_WATCH },
+		{ "max_conflicts", KEY_MAXCONFLICTS },
 	};
 	size_t	i;
 
@@ -749,6 +752,16 @@ parse_folder_key(struct parser *p, const char *key, char *v)
 			return perr(p, "%swatch: bad boolean \"%s\" (want "
 			    "true or false)", ctx, qv(v, qbuf));
 		f->watch = b;
+	} else if (strcmp(key, "max_conflicts") == 0) {
+		if (strcmp(v, "-1") == 0)
+			f->max_conflicts = -1;
+		else if (strlen(v) > 20 || util_parse_u64(v, 0,
+		    CONFIG_MAX_MAX_CONFLICTS, &u) != 0)
+			return perr(p, "%smax_conflicts \"%s\" is not -1 "
+			    "(keep all) or a count in 0..%u", ctx,
+			    qv(v, qbuf), (unsigned)CONFIG_MAX_MAX_CONFLICTS);
+		else
+			f->max_conflicts = (int32_t)u;
 	} else if (strcmp(key, "share") == 0) {
 		/* Checked at the end: devices may come after folders. */
 		p->shares = xreallocarray(p->shares, p->share_count + 1,
@@ -1079,9 +1092,11 @@ config_format(const struct config *c)
 		fmt_value(&o, "label", f->label);
 		fmt_value(&o, "path", f->path);
 		fmt_printf(&o, "type = %s\nversioning = %s\nrescan = %u\n"
-		    "watch = %s\n", config_folder_type_name(f->type),
+		    "watch = %s\nmax_conflicts = %d\n",
+		    config_folder_type_name(f->type),
 		    config_versioning_name(f->versioning),
-		    (unsigned)f->rescan_s, f->watch ? "true" : "false");
+		    (unsigned)f->rescan_s, f->watch ? "true" : "false",
+		    (int)f->max_conflicts);
 		for (j = 0; j < f->share_count; j++) {
 			identity_id_format(&f->shares[j], id);
 			fmt_printf(&o, "share = %s\n", id);
@@ -1259,6 +1274,7 @@ config_folder_add(struct config *c, const char *id, const char *path,
 	f->versioning = versioning;
 	f->rescan_s = rescan_s;
 	f->watch = watch;
+	f->max_conflicts = CONFIG_DEFAULT_MAX_CONFLICTS;
 	return 0;
 }
 

@@ -23,11 +23,16 @@
  *   (4) The directory is fsynced after the rename, so after a crash the
  *       user's data is under one of the two names, never under none.
  *
- * maxConflicts (deleting old copies beyond the newest N) is not done yet:
- * TODO(#4).
+ *   (5) maxConflicts: after a copy is made, older copies of the same
+ *       file beyond the newest N are removed (conflict_prune_at), as
+ *       Syncthing does, so that a file in a long tug of war does not fill
+ *       the folder. Only regular files matching the copy pattern of that
+ *       very name are touched; the removals are rescanned, so they sync
+ *       as deletions.
  */
 #include <sys/stat.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -168,5 +173,138 @@ conflict_move(const char *root, const char *name, time_t now,
 out:
 	if (dirfd >= 0)
 		close(dirfd);
+	return rc;
+}
+
+/* Is `base` a conflict copy of a file whose base name is stem + ext? */
+static bool
+copy_of(const char *base, const char *stem, size_t stem_len,
+    const char *ext)
+{
+	size_t	mlen = strlen(CONFLICT_MARKER), elen = strlen(ext);
+	size_t	blen = strlen(base);
+	size_t	i;
+
+	/* stem .sync-conflict- ????????-?????? * ext */
+	if (blen < stem_len + mlen + 15 + elen ||
+	    strncmp(base, stem, stem_len) != 0 ||
+	    strncmp(base + stem_len, CONFLICT_MARKER, mlen) != 0 ||
+	    strcmp(base + blen - elen, ext) != 0)
+		return false;
+	i = stem_len + mlen;
+	return base[i + 8] == '-';
+}
+
+/*
+ * Sort key of a copy: its stamp, then its "-N" suffix (a copy made in the
+ * same second as an existing one is newer, though "-1.txt" sorts before
+ * ".txt"), then the name; the copy just made (`newest`) above all, since
+ * a suffix freed by an earlier removal can be taken again. KEY_PREFIX
+ * bytes, then the base name. Caller frees.
+ */
+#define KEY_PREFIX	20
+
+static char *
+copy_key(const char *base, size_t stamp_off, size_t elen, bool newest)
+{
+	const char	*tail = base + stamp_off + 15;
+	const char	*end = base + strlen(base) - elen, *dash;
+	unsigned long	 suffix = 0;
+
+	/* tail is "-SHORTID" or "-SHORTID-N" (SHORTID may be empty). */
+	dash = end > tail ? memrchr(tail + 1, '-', (size_t)(end - tail - 1)) :
+	    NULL;
+	if (dash != NULL && dash + 1 < end &&
+	    strspn(dash + 1, "0123456789") == (size_t)(end - dash - 1) &&
+	    end - dash - 1 <= 4)
+		suffix = strtoul(dash + 1, NULL, 10);
+	if (newest)
+		return xasprintf("%.*s%s", KEY_PREFIX, "~~~~~~~~~~~~~~~~~~~~",
+		    base);
+	return xasprintf("%.15s%05lu%s", base + stamp_off, suffix, base);
+}
+
+static int
+cmp_keys_desc(const void *a, const void *b)
+{
+	return -strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int
+conflict_prune_at(int dirfd, const char *name, const char *newest,
+    int keep, char ***removed, size_t *nremoved)
+{
+	const char	*base, *ext, *nbase = NULL;
+	struct dirent	*de;
+	struct stat	 st;
+	DIR		*d;
+	char		**names = NULL, *stem = NULL, *rel, e[256];
+	size_t		 stamp_off, elen;
+	size_t		 n = 0, i, stem_len, dir_len;
+	int		 fd, rc;
+
+	if (keep < 0)
+		return 0;
+	base = strrchr(name, '/');
+	dir_len = base != NULL ? (size_t)(base - name) + 1 : 0;
+	base = base != NULL ? base + 1 : name;
+	ext = strrchr(base, '.');
+	if (ext == NULL)
+		ext = base + strlen(base);
+	stem_len = (size_t)(ext - base);
+	stem = xstrndup(base, stem_len);
+	elen = strlen(ext);
+	stamp_off = stem_len + strlen(CONFLICT_MARKER);
+	if (newest != NULL) {
+		nbase = strrchr(newest, '/');
+		nbase = nbase != NULL ? nbase + 1 : newest;
+	}
+	fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	d = fdopendir(fd);
+	if (d == NULL) {
+		rc = -errno;
+		close(fd);
+		goto out;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (!copy_of(de->d_name, stem, stem_len, ext))
+			continue;
+		if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+		    !S_ISREG(st.st_mode))
+			continue;
+		names = xreallocarray(names, n + 1, sizeof(*names));
+		names[n++] = copy_key(de->d_name, stamp_off, elen,
+		    nbase != NULL && strcmp(de->d_name, nbase) == 0);
+	}
+	closedir(d);
+	qsort(names, n, sizeof(*names), cmp_keys_desc);
+	for (i = (size_t)keep; i < n; i++) {
+		rel = xasprintf("%.*s%s", (int)dir_len, name,
+		    names[i] + KEY_PREFIX);
+		if (unlinkat(dirfd, names[i] + KEY_PREFIX, 0) != 0) {
+			rc = -errno;
+			LOG_WARN("conflict", "cannot remove old conflict copy "
+			    "\"%s\": %s", log_escape(rel, e, sizeof(e)),
+			    sh_strerror(rc));
+			free(rel);
+			continue;
+		}
+		LOG_INFO("conflict", "removed old conflict copy \"%s\" (more "
+		    "than %d of that file)", log_escape(rel, e, sizeof(e)),
+		    keep);
+		*removed = xreallocarray(*removed, *nremoved + 1,
+		    sizeof(**removed));
+		(*removed)[(*nremoved)++] = rel;
+	}
+	rc = 0;
+out:
+	for (i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	free(stem);
 	return rc;
 }

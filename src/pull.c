@@ -223,6 +223,8 @@ struct job {
 	bool		 placed;	/* renamed into place (groups) */
 	int		 late_rc;	/* failure after the change was made */
 	char		*copy_name;	/* owned; conflict copy made */
+	char		**pruned;	/* owned; old copies removed (max_conflicts) */
+	size_t		 npruned;
 	uint64_t	 reused_bytes;
 	uint64_t	 reused_blocks;
 
@@ -583,9 +585,35 @@ move_aside(struct job *j)
 
 	if (conflict_is_copy(j->name))
 		return 0;
+	if (j->p->p.max_conflicts == 0) {
+		/* The folder keeps no copies (bep-brief §10.7): the losing
+		 * version is replaced like any older one. */
+		LOG_INFO("pull", "folder \"%s\": max_conflicts is 0: the "
+		    "local version of a file in conflict is not kept",
+		    j->p->folder_id);
+		return 0;
+	}
 	rc = conflict_move_at(j->dirfd, j->name, j->now,
 	    j->global->modified_by, &j->copy_name);
 	return rc;
+}
+
+/* Pool: the new version is in place next to its new conflict copy; older
+ * copies of the name beyond max_conflicts go (conflict.c (5)). Only now,
+ * so that a failed placement, which puts the user's file back, removes
+ * nothing. A failure here is logged and changes nothing else. */
+static void
+prune_copies(struct job *j)
+{
+	int	rc;
+
+	if (j->copy_name == NULL || j->p->p.max_conflicts < 0)
+		return;
+	rc = conflict_prune_at(j->dirfd, j->name, j->copy_name,
+	    j->p->p.max_conflicts, &j->pruned, &j->npruned);
+	if (rc != 0)
+		LOG_WARN("pull", "folder \"%s\": cannot look for old conflict "
+		    "copies: %s", j->p->folder_id, sh_strerror(rc));
 }
 
 /*
@@ -812,6 +840,7 @@ finish_place(struct job *j)
 	if (rc != 0)
 		goto out;
 	j->placed = true;
+	prune_copies(j);
 	/* For sync_renames: which directory the entry went to. */
 	if (fstat(j->dirfd, &st) == 0) {
 		j->dir_dev = (uint64_t)st.st_dev;
@@ -1034,6 +1063,7 @@ dir_work(uv_work_t *req)
 	j->dev = (uint64_t)st.st_dev;
 	if (absent)
 		j->late_rc = util_fsync(j->dirfd);
+	prune_copies(j);
 	rc = 0;
 out:
 	free(target);
@@ -1096,6 +1126,7 @@ symlink_work(uv_work_t *req)
 	if (rc != 0)
 		goto out_tmp;
 	j->late_rc = util_fsync(j->dirfd);
+	prune_copies(j);
 stat:
 	if (fstatat(j->dirfd, j->base, &st, AT_SYMLINK_NOFOLLOW) != 0) {
 		rc = -errno;
@@ -1203,6 +1234,7 @@ delete_work(uv_work_t *req)
 		rc = move_aside(j);
 		if (rc != 0)
 			goto out;
+		prune_copies(j);
 	}
 	if (j->copy_name == NULL && unlinkat(j->dirfd, j->base,
 	    S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) != 0) {
@@ -1293,6 +1325,8 @@ out:
 static void
 job_free(struct job *j)
 {
+	size_t	i;
+
 	if (j == NULL)
 		return;
 	if (j->tmpfd >= 0)
@@ -1304,6 +1338,9 @@ job_free(struct job *j)
 	free(j->name);
 	free(j->tmpname);
 	free(j->copy_name);
+	for (i = 0; i < j->npruned; i++)
+		free(j->pruned[i]);
+	free(j->pruned);
 	free(j->bstate);
 	free(j->btried);
 	free(j->retry);
@@ -1333,6 +1370,7 @@ job_end(struct job *j, int rc, bool kick)
 	struct pull	*p = j->p;
 	struct job	**pp;
 	char		 e[PULL_NAME_LOG];
+	size_t		 i;
 
 	for (pp = &p->jobs; *pp != NULL; pp = &(*pp)->next)
 		if (*pp == j) {
@@ -1348,6 +1386,9 @@ job_end(struct job *j, int rc, bool kick)
 		if (p->p.on_rescan != NULL)
 			p->p.on_rescan(j->copy_name, p->p.arg);
 	}
+	/* Old copies removed: deletions to record and announce. */
+	for (i = 0; i < j->npruned && p->p.on_rescan != NULL; i++)
+		p->p.on_rescan(j->pruned[i], p->p.arg);
 	if (j->rescan) {
 		p->prog.rescans++;
 		LOG_INFO("pull", "folder \"%s\": \"%s\" changed on disk since "

@@ -30,6 +30,10 @@
 #define CONFIG_MAX_VALUE	(CONFIG_MAX_LINE / 2 - 64)
 /* Largest rescan interval (one year), in seconds. */
 #define CONFIG_MAX_RESCAN_S	31536000u
+/* Conflict copies kept per file (bep-brief §10.7 maxConflicts): -1 keeps
+ * all, 0 makes none (the losing local version is replaced). */
+#define CONFIG_DEFAULT_MAX_CONFLICTS	10
+#define CONFIG_MAX_MAX_CONFLICTS	1000000
 /* Most addresses per device accepted by config_device_add(). */
 #define CONFIG_MAX_ADDRESSES	64
 
@@ -62,6 +66,7 @@ struct config_folder {
 	enum config_versioning	 versioning;
 	uint32_t		 rescan_s;	/* 0 = no periodic rescan */
 	bool			 watch;
+	int32_t			 max_conflicts;	/* -1 = all, 0 = none */
 	struct device_id	*shares;	/* owned; devices it is shared with */
 	size_t			 share_count;
 };

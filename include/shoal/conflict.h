@@ -60,5 +60,19 @@ int	conflict_move_at(int dirfd, const char *name, time_t now,
  */
 int	conflict_move(const char *root, const char *name, time_t now,
 	    uint64_t winner_modified_by, char **out_name) SH_MUST_CHECK;
+/*
+ * maxConflicts (bep-brief §10.7): the conflict copies of `name` in the
+ * directory open as `dirfd` -- regular files whose base name is the stem
+ * of name's base, CONFLICT_MARKER, 8 characters, '-', 6 characters,
+ * anything, and name's extension -- beyond the newest `keep` are removed.
+ * `newest` (folder-relative, or NULL) is the copy just made, newest of
+ * all; the others are ordered by their stamp, then their "-N" suffix.
+ * keep < 0 keeps all. The folder-relative names removed are appended to *removed
+ * (*nremoved of them; caller frees each and the array) so that they can
+ * be rescanned. A copy that cannot be removed is logged and kept.
+ * Returns 0 or -errno when the directory cannot be read.
+ */
+int	conflict_prune_at(int dirfd, const char *name, const char *newest,
+	    int keep, char ***removed, size_t *nremoved) SH_MUST_CHECK;
 
 #endif /* SHOAL_CONFLICT_H */

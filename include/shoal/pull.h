@@ -79,6 +79,9 @@ struct pull_params {
 	const char		*root;		/* copied; absolute folder path */
 	bool			 receive_only;	/* folder type receiveonly */
 	bool			 ignore_perms;	/* never apply permission bits */
+	int			 max_conflicts;	/* conflict copies kept per file:
+						 * -1 all, 0 none (the loser is
+						 * replaced), N the newest N */
 	uint64_t		 short_id;	/* this device */
 	const struct ignore	*ignore;	/* borrowed; may be NULL; ignored
 						 * names are never pulled */

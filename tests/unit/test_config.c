@@ -50,6 +50,7 @@ static const char full_text[] =
     "versioning = staggered\n"
     "rescan = 0\n"
     "watch = 0\n"
+    "max_conflicts = -1\n"
     "share = " ID1 "\n"
     "share = " ID2 "\n";
 
@@ -112,6 +113,7 @@ test_config_defaults(void **state)
 	assert_true(c->folders[0].watch);
 	assert_int_equal(c->folders[0].type, CONFIG_FOLDER_SENDRECEIVE);
 	assert_int_equal(c->folders[0].versioning, CONFIG_VERSIONING_NONE);
+	assert_int_equal(c->folders[0].max_conflicts, 10);
 	assert_int_equal(c->devices[0].address_count, 1);
 	assert_string_equal(c->devices[0].addresses[0], "dynamic");
 	assert_false(c->devices[0].introducer);
@@ -149,6 +151,7 @@ test_config_round_trip(void **state)
 	assert_int_equal(f->versioning, CONFIG_VERSIONING_STAGGERED);
 	assert_int_equal(f->rescan_s, 0);
 	assert_false(f->watch);
+	assert_int_equal(f->max_conflicts, -1);
 	assert_int_equal(f->share_count, 2);
 	assert_true(identity_id_equal(&f->shares[1], &id2));
 	assert_round_trip(c);
@@ -263,6 +266,14 @@ static const struct err_case err_cases[] = {
 	{ "[folder a]\npath = /a\nrescan = -1\n",
 	  "config:3: folder \"a\": rescan \"-1\" is not a number of seconds "
 	  "in 0..31536000" },
+	{ "[folder a]\npath = /a\nmax_conflicts = -2\n",
+	  "config:3: folder \"a\": max_conflicts \"-2\" is not -1 (keep all) "
+	  "or a count in 0..1000000" },
+	{ "[folder a]\npath = /a\nmax_conflicts = ten\n",
+	  "config:3: folder \"a\": max_conflicts \"ten\" is not -1 (keep all) "
+	  "or a count in 0..1000000" },
+	{ "[folder a]\npath = /a\nmax_conflicts = 0\nmax_conflicts = 1\n",
+	  "config:4: folder \"a\": duplicate key \"max_conflicts\"" },
 	{ "[folder a]\npath = /a\nrescan = 31536001\n",
 	  "config:3: folder \"a\": rescan \"31536001\" is not a number of "
 	  "seconds in 0..31536000" },

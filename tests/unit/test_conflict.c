@@ -208,6 +208,105 @@ test_conflict_move_no_overwrite(void **state)
 	free(d);
 }
 
+static int
+open_dir(const char *root, const char *sub)
+{
+	char	*p = util_path_join(root, sub);
+	int	 fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	free(p);
+	return fd;
+}
+
+static bool
+present(const char *dir, const char *name)
+{
+	char	*p = util_path_join(dir, name);
+	bool	 ok = access(p, F_OK) == 0;
+
+	free(p);
+	return ok;
+}
+
+/*
+ * maxConflicts: the newest copies of that very file are kept, older ones
+ * removed and reported (with the directory part) for a rescan; copies of
+ * other names, other extensions, malformed names and directories are
+ * left alone; -1 removes nothing, 0 every copy.
+ */
+static void
+test_conflict_prune_keeps_newest(void **state)
+{
+	static const char *const copies[] = {
+		"sub/a.sync-conflict-20260101-000000-AAAAAAA.txt",
+		"sub/a.sync-conflict-20260102-000000-AAAAAAA.txt",
+		"sub/a.sync-conflict-20260103-000000-AAAAAAA.txt",
+		"sub/a.sync-conflict-20260103-000000-AAAAAAA-1.txt",
+		"sub/a.sync-conflict-20260104-000000-BBBBBBB.txt",
+	};
+	static const char *const others[] = {
+		"sub/a.txt",
+		"sub/a.sync-conflict-short.txt",
+		"sub/ab.sync-conflict-20260101-000000-AAAAAAA.txt",
+		"sub/a.sync-conflict-20260101-000000-AAAAAAA.md",
+		"sub/b.sync-conflict-20260101-000000-AAAAAAA.txt",
+	};
+	char	*d = make_tmpdir(), *sub, *dir, **removed = NULL;
+	size_t	 i, n = 0;
+	int	 fd;
+
+	(void)state;
+	sub = util_path_join(d, "sub");
+	assert_int_equal(mkdir(sub, 0755), 0);
+	for (i = 0; i < sizeof(copies) / sizeof(copies[0]); i++)
+		put(d, copies[i], "old");
+	for (i = 0; i < sizeof(others) / sizeof(others[0]); i++)
+		put(d, others[i], "other");
+	dir = util_path_join(d,
+	    "sub/a.sync-conflict-20250101-000000-AAAAAAA.txt");
+	assert_int_equal(mkdir(dir, 0755), 0);
+	fd = open_dir(d, "sub");
+
+	assert_int_equal(conflict_prune_at(fd, "sub/a.txt", NULL, -1,
+	    &removed, &n), 0);
+	assert_int_equal(n, 0);
+	/* The copy just made counts as the newest whatever its name. */
+	assert_int_equal(conflict_prune_at(fd, "sub/a.txt", copies[0], 3,
+	    &removed, &n), 0);
+	assert_int_equal(n, 2);
+	assert_true(present(d, copies[0]));
+	assert_false(present(d, copies[1]));
+	assert_false(present(d, copies[2]));
+	/* Then by stamp, and "-1" after the copy without a suffix. */
+	assert_string_equal(removed[0], copies[2]);
+	assert_string_equal(removed[1], copies[1]);
+	assert_int_equal(conflict_prune_at(fd, "sub/a.txt", NULL, 2, &removed,
+	    &n), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(removed[2], copies[0]);
+	assert_true(present(d, copies[3]));
+	assert_true(present(d, copies[4]));
+	for (i = 0; i < sizeof(others) / sizeof(others[0]); i++)
+		assert_true(present(d, others[i]));
+	assert_true(present(d, "sub/a.sync-conflict-20250101-000000-AAAAAAA.txt"));
+
+	assert_int_equal(conflict_prune_at(fd, "sub/a.txt", NULL, 0, &removed,
+	    &n), 0);
+	assert_int_equal(n, 5);
+	assert_false(present(d, copies[3]));
+	assert_false(present(d, copies[4]));
+	assert_true(present(d, "sub/a.txt"));
+	for (i = 0; i < n; i++)
+		free(removed[i]);
+	free(removed);
+	close(fd);
+	free(dir);
+	free(sub);
+	rm_rf(d);
+	free(d);
+}
+
 static void
 test_conflict_move_refuses_symlinked_dir(void **state)
 {
@@ -243,6 +342,7 @@ main(void)
 		cmocka_unit_test(test_conflict_is_copy),
 		cmocka_unit_test(test_conflict_move_no_overwrite),
 		cmocka_unit_test(test_conflict_move_refuses_symlinked_dir),
+		cmocka_unit_test(test_conflict_prune_keeps_newest),
 	};
 
 	return cmocka_run_group_tests(tests, setup_utc, NULL);

@@ -28,6 +28,7 @@
 #include <cmocka.h>
 #include <uv.h>
 
+#include "shoal/config.h"
 #include "shoal/conflict.h"
 #include "shoal/conn.h"
 #include "shoal/db.h"
@@ -49,6 +50,7 @@ struct fx {
 	int64_t		 rdev;		/* the made-up remote device */
 	uint64_t	 me;		/* our short ID */
 	uint64_t	 them;		/* the remote's short ID */
+	int		 max_conflicts;	/* for the passes; setup: 10 */
 	int64_t		 rseq;
 	/* Results of the last pass. */
 	bool		 done;
@@ -135,6 +137,7 @@ setup(void **state)
 	memset(&me, 0x11, sizeof(me));
 	memset(&them, 0xC7, sizeof(them));
 	f->me = identity_short_id(&me);
+	f->max_conflicts = CONFIG_DEFAULT_MAX_CONFLICTS;
 	f->them = identity_short_id(&them);
 	assert_int_equal(db_device_idx(f->db, &them, &f->rdev), 0);
 	*state = f;
@@ -419,6 +422,7 @@ run_pull(struct fx *f)
 	pp.folder_idx = f->idx;
 	pp.folder_id = "f1";
 	pp.root = f->root;
+	pp.max_conflicts = f->max_conflicts;
 	pp.short_id = f->me;
 	pp.on_local_change = on_change;
 	pp.on_rescan = on_rescan;
@@ -610,6 +614,67 @@ count_prefix(struct fx *f, const char *prefix, char **name)
 	}
 	closedir(d);
 	return n;
+}
+
+/*
+ * max_conflicts (bep-brief §10.7): with 1, each new conflict copy of a
+ * file replaces the older one, and the removed copy is rescanned; with 0
+ * no copy is made and the local version is replaced.
+ */
+static void
+test_pull_max_conflicts(void **state)
+{
+	struct fx		*f = *state;
+	struct record		*r;
+	struct record_vector	 v;
+	uint8_t			 src[3000];
+	char			 mine[32], *copy = NULL, *first = NULL;
+	int			 k;
+
+	f->max_conflicts = 1;
+	for (k = 0; k < 4; k++) {
+		if (k == 3)
+			f->max_conflicts = 0;
+		snprintf(mine, sizeof(mine), "mine %d", k);
+		write_file(f, "m.txt", mine, strlen(mine));
+		/* Where the pull finds the new version's blocks. */
+		fill(src, sizeof(src), 30 + (unsigned int)k);
+		write_file(f, "src.bin", src, sizeof(src));
+		scan(f);
+		/* A remote version concurrent with ours, later mtime: it
+		 * wins (§10.7). */
+		memset(&v, 0, sizeof(v));
+		record_vector_update(&v, f->them, util_now_unix() + 1000 +
+		    10 * k);
+		r = remote_file(f, "m.txt", src, sizeof(src), &v,
+		    util_now_unix() + 1000 + k, 0644);
+		record_vector_free(&v);
+		remote_put(f, r);
+		f->rescans = 0;
+		assert_int_equal(run_pull(f), 0);
+		expect_file(f, "m.txt", src, sizeof(src));
+		assert_int_equal(count_prefix(f, "m.sync-conflict-", &copy), 1);
+		if (k < 3) {
+			/* The one copy left is the newest. */
+			expect_file(f, copy, mine, strlen(mine));
+			assert_int_equal(f->prog.conflicts, 1);
+			/* The copy, and from the second on the removed
+			 * older one, are rescanned. */
+			assert_int_equal(f->rescans, k == 0 ? 1 : 2);
+			if (k > 0)
+				assert_false(exists(f, first));
+			free(first);
+			first = xstrdup(copy);
+		} else {
+			/* 0: nothing kept, the old copy is left alone. */
+			assert_string_equal(copy, first);
+			expect_file(f, copy, "mine 2", 6);
+			assert_int_equal(f->prog.conflicts, 0);
+		}
+		record_free(r);
+	}
+	free(first);
+	free(copy);
 }
 
 static void
@@ -844,6 +909,7 @@ test_pull_cancel(void **state)
 	pp.folder_idx = f->idx;
 	pp.folder_id = "f1";
 	pp.root = f->root;
+	pp.max_conflicts = f->max_conflicts;
 	pp.short_id = f->me;
 	pp.on_done = on_done;
 	pp.arg = f;
@@ -1461,6 +1527,8 @@ main(void)
 		    test_pull_user_change_not_overwritten, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_pull_concurrent_makes_conflict_copy, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pull_max_conflicts, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_pull_resumes_temp_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(
