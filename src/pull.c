@@ -80,7 +80,10 @@
  *       asked for. The last, short block goes through the page cache; a
  *       file system that refuses O_DIRECT (open or write: EINVAL) gets
  *       buffered writes. Durability is unchanged: the group's fsync or
- *       syncfs covers the inode whichever descriptor wrote it.
+ *       syncfs covers the inode whichever descriptor wrote it. Likewise
+ *       an aligned block copied from a local file that is not in the
+ *       page cache (the old version of a big file we wrote this way) is
+ *       read past it (util_pread_uncached).
  *
  * Job state machine (struct job, j->state):
  *
@@ -513,17 +516,18 @@ disk_matches(const struct record *l, const struct stat *st, bool absent,
 	return false;
 }
 
-/* Read `size` bytes at `off` of fd into buf and check them against hash.
- * 0, SH_ECONFLICT on mismatch or short read, or -errno. */
+/* Read `size` bytes at `off` of fd (past the page cache through dfd when
+ * it is not there, see util_pread_uncached) into buf and check them
+ * against hash. 0, SH_ECONFLICT on mismatch or short read, or -errno. */
 static int
-read_verified(int fd, uint8_t *buf, int32_t size, int64_t off,
+read_verified_at(int fd, int dfd, uint8_t *buf, int32_t size, int64_t off,
     const uint8_t hash[RECORD_HASH_LEN])
 {
 	uint8_t	h[RECORD_HASH_LEN];
 	ssize_t	n;
 	int	rc;
 
-	n = util_pread_full(fd, buf, (size_t)size, (off_t)off);
+	n = util_pread_uncached(fd, dfd, buf, (size_t)size, (off_t)off);
 	if (n < 0)
 		return (int)n;
 	if (n != size)
@@ -532,6 +536,13 @@ read_verified(int fd, uint8_t *buf, int32_t size, int64_t off,
 	if (rc != 0)
 		return rc;
 	return memcmp(h, hash, RECORD_HASH_LEN) == 0 ? 0 : SH_ECONFLICT;
+}
+
+static int
+read_verified(int fd, uint8_t *buf, int32_t size, int64_t off,
+    const uint8_t hash[RECORD_HASH_LEN])
+{
+	return read_verified_at(fd, -1, buf, size, off, hash);
 }
 
 /* Does the regular file open as fd hold exactly the blocks of g? */
@@ -1279,7 +1290,7 @@ static void
 blk_work(uv_work_t *req)
 {
 	struct blk_op	*b = req->data;
-	int		 fd = -1, rc;
+	int		 fd = -1, sfd = -1, rc;
 
 	if (!b->network) {
 		const char	*base;
@@ -1295,11 +1306,19 @@ blk_work(uv_work_t *req)
 		fd = openat(dfd, base, O_RDONLY | O_NOFOLLOW | O_CLOEXEC |
 		    O_NONBLOCK);
 		rc = fd < 0 ? -errno : 0;
+		/* A big aligned block not in the page cache (the old
+		 * version of a file we wrote with O_DIRECT) is read past
+		 * it (invariant 10). */
+		if (rc == 0 && b->size >= UTIL_BIGBUF_MIN &&
+		    b->size % PULL_DIRECT_ALIGN == 0 &&
+		    b->src_off % PULL_DIRECT_ALIGN == 0)
+			sfd = util_open_direct_twin(dfd, base, fd);
 		close(dfd);
 		if (rc != 0)
 			goto out;
 		b->buf = util_bigbuf_alloc((size_t)b->size);
-		rc = read_verified(fd, b->buf, b->size, b->src_off, b->hash);
+		rc = read_verified_at(fd, sfd, b->buf, b->size, b->src_off,
+		    b->hash);
 		if (rc != 0)
 			goto out;
 	} else if (b->verify) {
@@ -1317,6 +1336,8 @@ blk_work(uv_work_t *req)
 out:
 	if (fd >= 0)
 		close(fd);
+	if (sfd >= 0)
+		close(sfd);
 	b->rc = rc;
 }
 

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -411,6 +412,76 @@ util_pread_full(int fd, void *buf, size_t len, off_t off)
 		got += (size_t)n;
 	}
 	return (ssize_t)got;
+}
+
+int
+util_open_direct_twin(int dirfd, const char *base, int fd)
+{
+	struct stat	a, b;
+	int		dfd;
+
+	if (fstat(fd, &a) != 0 || !S_ISREG(a.st_mode))
+		return -1;
+	dfd = openat(dirfd, base, O_RDONLY | O_DIRECT | O_NOFOLLOW | O_CLOEXEC |
+	    O_NONBLOCK);
+	if (dfd < 0)
+		return -1;
+	if (fstat(dfd, &b) != 0 || b.st_ino != a.st_ino ||
+	    b.st_dev != a.st_dev) {
+		close(dfd);
+		return -1;
+	}
+	return dfd;
+}
+
+/*
+ * Is all of [off, off + len) of fd in the page cache? Asked with mincore
+ * on a mapping that is never touched, because a read with RWF_NOWAIT
+ * starts readahead on a miss, which fills the very cache pages this is
+ * meant to avoid. Unknown (mapping refused) counts as cached.
+ */
+static bool
+range_cached(int fd, size_t len, off_t off)
+{
+	long		 psz = sysconf(_SC_PAGESIZE);
+	off_t		 start;
+	size_t		 span, pages, i;
+	unsigned char	 vec[512];
+	void		*m;
+	bool		 all = true;
+
+	if (psz <= 0)
+		return true;
+	start = off - off % psz;
+	span = len + (size_t)(off - start);
+	pages = (span + (size_t)psz - 1) / (size_t)psz;
+	if (pages > sizeof(vec))
+		return true;
+	m = mmap(NULL, span, PROT_READ, MAP_SHARED, fd, start);
+	if (m == MAP_FAILED)
+		return true;
+	if (mincore(m, span, vec) != 0)
+		all = true;
+	else
+		for (i = 0; i < pages && all; i++)
+			all = (vec[i] & 1) != 0;
+	(void)munmap(m, span);
+	return all;
+}
+
+ssize_t
+util_pread_uncached(int fd, int direct_fd, void *buf, size_t len, off_t off)
+{
+	ssize_t	n;
+
+	if (direct_fd >= 0 && (uintptr_t)buf % UTIL_BIGBUF_ALIGN == 0 &&
+	    len % UTIL_BIGBUF_ALIGN == 0 && off % UTIL_BIGBUF_ALIGN == 0 &&
+	    !range_cached(fd, len, off)) {
+		n = util_pread_full(direct_fd, buf, len, off);
+		if (n != -EINVAL)
+			return n;
+	}
+	return util_pread_full(fd, buf, len, off);
 }
 
 int

@@ -154,6 +154,24 @@ int	util_pwrite_all(int fd, const void *buf, size_t len, off_t off)
 	    SH_MUST_CHECK;
 /* Read up to len bytes at off, retrying short reads; returns bytes or -errno. */
 ssize_t	util_pread_full(int fd, void *buf, size_t len, off_t off);
+/*
+ * A read-only O_DIRECT descriptor of the regular file open as `fd`, found
+ * as `base` in the directory open as `dirfd` (never following a symlink),
+ * or -1 when the name no longer leads to that inode or the file system
+ * refuses O_DIRECT.
+ */
+int	util_open_direct_twin(int dirfd, const char *base, int fd);
+/*
+ * util_pread_full, but a range that is not all in the page cache (asked
+ * with mincore) is read past it through `direct_fd` (from
+ * util_open_direct_twin, or -1) when buf, len and off are multiples of
+ * UTIL_BIGBUF_ALIGN: filling fresh cache pages cost more than the disk
+ * here (the puller's local copy of a 1 GiB file: 3.8 s of CPU copying out
+ * of new cache pages), and a cold file read once need not push warm data
+ * out. Cached data, clean or dirty, is read from the cache.
+ */
+ssize_t	util_pread_uncached(int fd, int direct_fd, void *buf, size_t len,
+	    off_t off);
 int	util_fsync(int fd) SH_MUST_CHECK;
 /*
  * Make every dirty file and the metadata of the file system holding fd

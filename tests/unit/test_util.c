@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,6 +35,92 @@ rm_rf(const char *d)
 
 	assert_int_equal(system(cmd), 0);
 	free(cmd);
+}
+
+/* Pages of [0, len) of fd in the page cache. */
+static size_t
+resident(int fd, size_t len)
+{
+	unsigned char	 vec[512];
+	size_t		 i, n = 0, pages = len / 4096;
+	void		*m;
+
+	assert_true(pages <= sizeof(vec));
+	m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+	assert_true(m != MAP_FAILED);
+	assert_int_equal(mincore(m, len, vec), 0);
+	for (i = 0; i < pages; i++)
+		n += vec[i] & 1;
+	munmap(m, len);
+	return n;
+}
+
+/*
+ * util_pread_uncached: a range that is not cached is read past the cache
+ * (it stays uncached), a cached one from it, dirty data included; every
+ * read returns the file's current bytes.
+ */
+static void
+test_util_pread_uncached(void **state)
+{
+	const size_t	 len = 1024 * 1024;
+	char		 dir[] = "/tmp/shoal-test-util.XXXXXX";
+	char		*path;
+	uint8_t		*want, *got;
+	bool		 cold;
+	int		 fd, wfd, dfd;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	path = util_path_join(dir, "f");
+	want = util_bigbuf_alloc(len);
+	got = util_bigbuf_alloc(len);
+	memset(want, 0x5A, len);
+	/* Written past the cache where the file system allows it. */
+	wfd = open(path, O_WRONLY | O_CREAT | O_DIRECT | O_CLOEXEC, 0600);
+	if (wfd < 0)
+		wfd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(wfd >= 0);
+	assert_int_equal(util_pwrite_all(wfd, want, len, 0), 0);
+	close(wfd);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	dfd = util_open_direct_twin(AT_FDCWD, path, fd);
+	(void)posix_fadvise(fd, 0, (off_t)len, POSIX_FADV_DONTNEED);
+	cold = dfd >= 0 && resident(fd, len) == 0;
+
+	assert_int_equal(util_pread_uncached(fd, dfd, got, len, 0),
+	    (ssize_t)len);
+	assert_memory_equal(got, want, len);
+	/* With O_DIRECT (not on tmpfs before Linux 6.6), still not cached:
+	 * it came past the cache. */
+	if (cold)
+		assert_int_equal(resident(fd, len), 0);
+	/* Unaligned: the plain path, which caches. */
+	assert_int_equal(util_pread_uncached(fd, dfd, got + 1, len - 1, 1),
+	    (ssize_t)(len - 1));
+	assert_memory_equal(got + 1, want + 1, len - 1);
+
+	/* Dirty data in the cache is what a read returns. */
+	memset(want, 0xA5, len);
+	wfd = open(path, O_WRONLY | O_CLOEXEC);
+	assert_true(wfd >= 0);
+	assert_int_equal(util_pwrite_all(wfd, want, len, 0), 0);
+	assert_int_equal(util_pread_uncached(fd, dfd, got, len, 0),
+	    (ssize_t)len);
+	assert_memory_equal(got, want, len);
+	close(wfd);
+	/* Past the end: short, as pread. */
+	assert_int_equal(util_pread_uncached(fd, dfd, got, len, (off_t)len),
+	    0);
+	close(fd);
+	if (dfd >= 0)
+		close(dfd);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(rmdir(dir), 0);
+	util_bigbuf_free(want);
+	util_bigbuf_free(got);
+	free(path);
 }
 
 /* Big buffers are aligned, kept when freed and handed out again, and
@@ -327,6 +414,7 @@ main(void)
 		cmocka_unit_test(test_util_str_hash),
 		cmocka_unit_test(test_util_buf_cap),
 		cmocka_unit_test(test_util_bigbuf_reuse),
+		cmocka_unit_test(test_util_pread_uncached),
 		cmocka_unit_test(test_util_atomic_write_roundtrip),
 		cmocka_unit_test(test_util_atomic_write_faults),
 		cmocka_unit_test(test_util_read_file_cap),
