@@ -629,30 +629,19 @@ prune_copies(struct job *j)
 
 /*
  * Pool: a second descriptor of the temporary file for O_DIRECT writes
- * (invariant 10), when the file is big enough and its blocks aligned. It
- * is opened by name, so it must name the inode tmpfd has (st); anything
- * else, or a file system without O_DIRECT, leaves j->dfd at -1.
+ * (invariant 10), when the file is big enough and its blocks aligned; a
+ * file system without O_DIRECT leaves j->dfd at -1.
  */
 static void
-open_direct(struct job *j, const struct stat *st)
+open_direct(struct job *j)
 {
 	const struct record *g = j->global;
-	struct stat	 dst;
-	int		 fd;
 
 	if (g->size < PULL_DIRECT_MIN || g->block_count < 2 ||
 	    g->blocks[0].size % PULL_DIRECT_ALIGN != 0)
 		return;
-	fd = openat(j->dirfd, j->tmpname, O_WRONLY | O_DIRECT | O_NOFOLLOW |
-	    O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0)
-		return;
-	if (fstat(fd, &dst) != 0 || dst.st_ino != st->st_ino ||
-	    dst.st_dev != st->st_dev) {
-		close(fd);
-		return;
-	}
-	j->dfd = fd;
+	j->dfd = util_open_direct_twin(j->dirfd, j->tmpname, j->tmpfd,
+	    O_WRONLY);
 }
 
 /* Pool work: file, prepare. */
@@ -733,7 +722,7 @@ file_prep_work(uv_work_t *req)
 			j->reused_blocks++;
 		}
 	}
-	open_direct(j, &tst);
+	open_direct(j);
 	rc = 0;
 out:
 	if (fd >= 0)
@@ -1312,7 +1301,7 @@ blk_work(uv_work_t *req)
 		if (rc == 0 && b->size >= UTIL_BIGBUF_MIN &&
 		    b->size % PULL_DIRECT_ALIGN == 0 &&
 		    b->src_off % PULL_DIRECT_ALIGN == 0)
-			sfd = util_open_direct_twin(dfd, base, fd);
+			sfd = util_open_direct_twin(dfd, base, fd, O_RDONLY);
 		close(dfd);
 		if (rc != 0)
 			goto out;

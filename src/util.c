@@ -415,14 +415,14 @@ util_pread_full(int fd, void *buf, size_t len, off_t off)
 }
 
 int
-util_open_direct_twin(int dirfd, const char *base, int fd)
+util_open_direct_twin(int dirfd, const char *base, int fd, int access)
 {
 	struct stat	a, b;
 	int		dfd;
 
 	if (fstat(fd, &a) != 0 || !S_ISREG(a.st_mode))
 		return -1;
-	dfd = openat(dirfd, base, O_RDONLY | O_DIRECT | O_NOFOLLOW | O_CLOEXEC |
+	dfd = openat(dirfd, base, access | O_DIRECT | O_NOFOLLOW | O_CLOEXEC |
 	    O_NONBLOCK);
 	if (dfd < 0)
 		return -1;

@@ -155,12 +155,13 @@ int	util_pwrite_all(int fd, const void *buf, size_t len, off_t off)
 /* Read up to len bytes at off, retrying short reads; returns bytes or -errno. */
 ssize_t	util_pread_full(int fd, void *buf, size_t len, off_t off);
 /*
- * A read-only O_DIRECT descriptor of the regular file open as `fd`, found
- * as `base` in the directory open as `dirfd` (never following a symlink),
- * or -1 when the name no longer leads to that inode or the file system
- * refuses O_DIRECT.
+ * An O_DIRECT descriptor (`access`: O_RDONLY or O_WRONLY) of the regular
+ * file open as `fd`, found as `base` in the directory open as `dirfd`
+ * (never following a symlink), or -1 when the name no longer leads to
+ * that inode or the file system refuses O_DIRECT.
  */
-int	util_open_direct_twin(int dirfd, const char *base, int fd);
+int	util_open_direct_twin(int dirfd, const char *base, int fd,
+	    int access);
 /*
  * util_pread_full, but a range that is not all in the page cache (asked
  * with mincore) is read past it through `direct_fd` (from

@@ -85,7 +85,7 @@ test_util_pread_uncached(void **state)
 	close(wfd);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	assert_true(fd >= 0);
-	dfd = util_open_direct_twin(AT_FDCWD, path, fd);
+	dfd = util_open_direct_twin(AT_FDCWD, path, fd, O_RDONLY);
 	(void)posix_fadvise(fd, 0, (off_t)len, POSIX_FADV_DONTNEED);
 	cold = dfd >= 0 && resident(fd, len) == 0;
 
