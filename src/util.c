@@ -81,6 +81,22 @@ static struct {
 	uint64_t	 uses;		/* takes and gives */
 	uint64_t	 uses_seen;	/* at the last trim */
 } bigbuf = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+/* A default mutex fails only when misused (EINVAL, EDEADLK, EPERM): a
+ * bug, so stop there, as libuv's uv_mutex_lock does. */
+static void
+bigbuf_lock(void)
+{
+	if (pthread_mutex_lock(&bigbuf.mu) != 0)
+		abort();
+}
+
+static void
+bigbuf_unlock(void)
+{
+	if (pthread_mutex_unlock(&bigbuf.mu) != 0)
+		abort();
+}
 #endif
 
 void *
@@ -92,7 +108,7 @@ util_bigbuf_alloc(size_t size)
 
 	if (size < UTIL_BIGBUF_MIN)
 		return xmalloc(size);
-	pthread_mutex_lock(&bigbuf.mu);
+	bigbuf_lock();
 	/* The smallest kept buffer that fits: its pages are resident
 	 * already, so even a bigger one costs no memory. */
 	for (i = 0; i < bigbuf.n; i++)
@@ -107,7 +123,7 @@ util_bigbuf_alloc(size_t size)
 		bigbuf.cap[best] = bigbuf.cap[bigbuf.n];
 		bigbuf.uses++;
 	}
-	pthread_mutex_unlock(&bigbuf.mu);
+	bigbuf_unlock();
 	if (p != NULL)
 		return p;
 #else
@@ -128,7 +144,7 @@ util_bigbuf_free(void *p)
 	cap = malloc_usable_size(p);
 	if (cap >= UTIL_BIGBUF_MIN && cap <= UTIL_BIGBUF_CACHE &&
 	    (uintptr_t)p % UTIL_BIGBUF_ALIGN == 0) {
-		pthread_mutex_lock(&bigbuf.mu);
+		bigbuf_lock();
 		if (bigbuf.n < BIGBUF_SLOTS &&
 		    bigbuf.bytes + cap <= UTIL_BIGBUF_CACHE) {
 			bigbuf.p[bigbuf.n] = p;
@@ -138,7 +154,7 @@ util_bigbuf_free(void *p)
 			bigbuf.uses++;
 			p = NULL;
 		}
-		pthread_mutex_unlock(&bigbuf.mu);
+		bigbuf_unlock();
 	}
 #endif
 	free(p);
@@ -151,7 +167,7 @@ util_bigbuf_trim(void)
 	void	*drop[BIGBUF_SLOTS];
 	size_t	 i, n = 0;
 
-	pthread_mutex_lock(&bigbuf.mu);
+	bigbuf_lock();
 	if (bigbuf.uses == bigbuf.uses_seen) {
 		for (i = 0; i < bigbuf.n; i++)
 			drop[n++] = bigbuf.p[i];
@@ -159,7 +175,7 @@ util_bigbuf_trim(void)
 		bigbuf.bytes = 0;
 	}
 	bigbuf.uses_seen = bigbuf.uses;
-	pthread_mutex_unlock(&bigbuf.mu);
+	bigbuf_unlock();
 	for (i = 0; i < n; i++)
 		free(drop[i]);
 #endif
@@ -171,9 +187,9 @@ util_bigbuf_cached(void)
 #if BIGBUF_KEEP
 	size_t	n;
 
-	pthread_mutex_lock(&bigbuf.mu);
+	bigbuf_lock();
 	n = bigbuf.bytes;
-	pthread_mutex_unlock(&bigbuf.mu);
+	bigbuf_unlock();
 	return n;
 #else
 	return 0;
