@@ -1042,8 +1042,11 @@ scan_once(struct cli *c, const char *only)
 			goto out;
 		}
 		t0 = util_now_ms();
+		/* Local changes of a receiveonly folder stay local, as
+		 * when the daemon scans them (they are announced invalid). */
 		r = scan_run_once(db, fidx, f->id, f->path,
-		    identity_short_id(identity_device_id(ident)), ig, &prog);
+		    identity_short_id(identity_device_id(ident)), ig,
+		    f->type == CONFIG_FOLDER_RECEIVEONLY, &prog);
 		ignore_free(ig);
 		ig = NULL;
 		if (r != 0) {

@@ -1760,7 +1760,7 @@ once_done(struct scan *s, int status, void *arg)
 int
 scan_run_once(struct db *db, int64_t folder_idx, const char *folder_id,
     const char *root, uint64_t short_id, const struct ignore *ig,
-    struct scan_progress *out)
+    bool receive_only, struct scan_progress *out)
 {
 	uv_loop_t		 loop;
 	struct scan_params	 p;
@@ -1790,6 +1790,7 @@ scan_run_once(struct db *db, int64_t folder_idx, const char *folder_id,
 	p.root = root;
 	p.short_id = short_id;
 	p.ignore = ig;
+	p.receive_only = receive_only;
 	p.done_cb = once_done;
 	p.arg = &c;
 	rc = scan_start(&p, NULL, 0, &s);

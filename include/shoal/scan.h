@@ -78,9 +78,11 @@ int	scan_root_check(const char *folder_id, const char *root, char *msg,
  * benchmark: creates its own uv loop, runs a full scan of `root` to
  * completion and returns its status (0, SH_EFOLDER, SH_EDB, -errno). `out`,
  * if not NULL, receives the final progress counters. `ig` may be NULL.
+ * `receive_only` as in scan_params: a receiveonly folder's local changes
+ * are flagged as such, whoever scans them.
  */
 int	scan_run_once(struct db *db, int64_t folder_idx, const char *folder_id,
 	    const char *root, uint64_t short_id, const struct ignore *ig,
-	    struct scan_progress *out) SH_MUST_CHECK;
+	    bool receive_only, struct scan_progress *out) SH_MUST_CHECK;
 
 #endif /* SHOAL_SCAN_H */

@@ -46,4 +46,16 @@ printf '%s' "$out" | grep -q '^1 local change' || fail "revert output: $out"
 wait_until 30 sh -c "[ \"\$(cat '$T/fr/doc.txt')\" = original ]" || fail "revert did not restore doc.txt"
 [ -f "$T/fr/extra.txt" ] || fail "revert removed a file that exists only on r"
 wait_until 10 jqs r '.folders[0].receive_only_changed == 1' || fail "after revert: $(status r)"
+
+# A change found by `scan --once` while r's daemon is stopped is flagged
+# the same way: it stays on r after the restart.
+stop_node r
+printf 'offline edit on r' >"$T/fr/doc.txt"
+sh_node r scan --once f >/dev/null || fail "scan --once on r"
+start_node r
+wait_until 30 jqs r '.folders[0].receive_only_changed == 2' || fail "offline change not reported: $(status r)"
+wait_until 30 r_invalid doc.txt || fail "offline change not announced as invalid"
+wait_until 30 in_sync a f || fail "a not in sync (2)"
+expect_eq "a unchanged (2)" "$(cat "$T/fa/doc.txt")" "original"
+expect_eq "r keeps its edit" "$(cat "$T/fr/doc.txt")" "offline edit on r"
 log "passed"

@@ -168,7 +168,7 @@ static void
 scan(struct fx *f)
 {
 	assert_int_equal(scan_run_once(f->db, f->idx, "f1", f->root, f->me,
-	    NULL, NULL), 0);
+	    NULL, false, NULL), 0);
 }
 
 static struct record *

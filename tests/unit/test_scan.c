@@ -98,7 +98,7 @@ static int
 scan_all(struct fx *f, const struct ignore *ig, struct scan_progress *pr)
 {
 	return scan_run_once(f->db, f->idx, "default", f->root, SHORT_ID, ig,
-	    pr);
+	    false, pr);
 }
 
 static struct record *
@@ -276,6 +276,30 @@ test_scan_modified_bumps_version(void **state)
 	record_free(r);
 }
 
+/* scan --once of a receiveonly folder flags local changes as the
+ * daemon's scans do (bep-brief §11): they never go out as valid. */
+static void
+test_scan_once_receive_only_flags_changes(void **state)
+{
+	struct fx		*f = *state;
+	struct scan_progress	 pr;
+	struct record		*r;
+
+	write_file(f, "plain.txt", "x", 1);
+	assert_int_equal(scan_all(f, NULL, &pr), 0);
+	r = get(f, "plain.txt");
+	assert_false(r->local_flags & RECORD_LOCAL_RECEIVEONLY);
+	record_free(r);
+	write_file(f, "mine.txt", "local edit", 10);
+	assert_int_equal(scan_run_once(f->db, f->idx, "default", f->root,
+	    SHORT_ID, NULL, true, &pr), 0);
+	assert_int_equal(pr.changes, 1);
+	r = get(f, "mine.txt");
+	assert_non_null(r);
+	assert_true(r->local_flags & RECORD_LOCAL_RECEIVEONLY);
+	record_free(r);
+}
+
 static void
 test_scan_deleted_become_tombstones(void **state)
 {
@@ -341,7 +365,7 @@ test_scan_missing_marker_records_nothing(void **state)
 	/* A missing root fails the same way. */
 	p = xasprintf("%s/nope", f->base);
 	assert_int_equal(scan_run_once(f->db, f->idx, "default", p, SHORT_ID,
-	    NULL, &pr), SH_EFOLDER);
+	    NULL, false, &pr), SH_EFOLDER);
 	free(p);
 }
 
@@ -622,6 +646,8 @@ main(void)
 		    test_scan_modified_bumps_version, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_scan_deleted_become_tombstones, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_scan_once_receive_only_flags_changes, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_scan_missing_marker_records_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(
