@@ -1235,7 +1235,8 @@ static const struct cli_cmd device_cmds[] = {
 	{ "add", cmd_device_add,
 	  "shoal device add ID [--name N] [--address tcp://HOST:PORT]... "
 	  "[--introducer]\n  Add a device we will connect to. Without "
-	  "--address it is found through LAN discovery (\"dynamic\")." },
+	  "--address it is found through LAN discovery (\"dynamic\").\n"
+	  "  --introducer is recorded, but introductions are not made yet." },
 	{ "remove", cmd_device_remove,
 	  "shoal device remove ID\n  Forget a device and unshare every folder "
 	  "from it." },

@@ -216,6 +216,24 @@ apply_folders(struct daemon *d)
 }
 
 /* Reload the config file; keeps the old one on any error. 0 or error. */
+/* Introductions (bep-brief §12) are not made yet: say so rather than
+ * let an `introducer = true` look as if it worked. */
+static void
+warn_introducers(const struct config *cfg)
+{
+	char	id[IDENTITY_ID_STR_SIZE];
+	size_t	i;
+
+	for (i = 0; i < cfg->device_count; i++) {
+		if (!cfg->devices[i].introducer)
+			continue;
+		identity_id_format(&cfg->devices[i].id, id);
+		LOG_WARN("config", "device %s is marked introducer, but this "
+		    "build does not act on introductions yet: add the devices "
+		    "it would introduce by hand", id);
+	}
+}
+
 static int
 reload_config(struct daemon *d, char *err, size_t err_size)
 {
@@ -245,6 +263,7 @@ reload_config(struct daemon *d, char *err, size_t err_size)
 	}
 	LOG_INFO("config", "reloaded \"%s\" (%zu devices, %zu folders)",
 	    d->config_path, cfg->device_count, cfg->folder_count);
+	warn_introducers(cfg);
 	return 0;
 }
 
@@ -805,6 +824,7 @@ daemon_run(const char *home)
 		LOG_ERROR("config", "%s", err);
 		goto out;
 	}
+	warn_introducers(d.cfg);
 	db_path = util_path_join(home, DB_FILE);
 	rc = db_open(db_path, &d.db);
 	if (rc != 0) {

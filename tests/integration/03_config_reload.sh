@@ -23,6 +23,13 @@ head -n -1 "$T/a/config" >"$T/cfg" && cat "$T/cfg" >"$T/a/config"
 sh_node a folder remove g || fail "folder remove after fix"
 wait_until 2 jqs a '.folders | length == 0' || fail "folder removal not applied within 2 s"
 
+# An introducer is recorded, and the daemon says it does not act on it.
+sh_node a device add "$(node_id b)" --introducer 2>/dev/null && fail "duplicate device accepted"
+sh_node a device remove "$(node_id b)" || fail "device remove"
+sh_node a device add "$(node_id b)" --introducer --address tcp://127.0.0.1:1 || fail "device add --introducer"
+wait_until 5 grep -q "device $(node_id b) is marked introducer, but this build does not act on introductions" "$T/a.log" ||
+    fail "no introducer warning logged"
+
 # Two daemons on one home are refused.
 "$SHOAL" --home "$T/a" serve 2>"$T/err" && fail "second daemon started"
 grep -q 'another shoal daemon' "$T/err" || fail "second daemon message: $(cat "$T/err")"
