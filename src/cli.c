@@ -753,6 +753,10 @@ cmd_folder_add(struct cli *c, int argc, char **argv)
 	a.nshare = nshare;
 	rc = edit_config(c, folder_add_edit, &a);
 	free(path);
+	if (rc == 0 && vers != CONFIG_VERSIONING_NONE)
+		fprintf(stderr, "shoal: warning: versioning \"%s\" is recorded "
+		    "but not applied yet: replaced and deleted files are not "
+		    "kept\n", config_versioning_name(vers));
 	return rc;
 }
 

@@ -30,6 +30,12 @@ sh_node a device add "$(node_id b)" --introducer --address tcp://127.0.0.1:1 || 
 wait_until 5 grep -q "device $(node_id b) is marked introducer, but this build does not act on introductions" "$T/a.log" ||
     fail "no introducer warning logged"
 
+# So is a versioning setting, which is not applied yet either.
+sh_node a folder add v "$T/v" --versioning trashcan 2>"$T/err" || fail "folder add --versioning"
+grep -q 'versioning "trashcan" is recorded but not applied yet' "$T/err" || fail "no CLI warning: $(cat "$T/err")"
+wait_until 5 grep -q 'folder "v": versioning "trashcan" is not applied yet' "$T/a.log" ||
+    fail "no versioning warning logged"
+
 # Two daemons on one home are refused.
 "$SHOAL" --home "$T/a" serve 2>"$T/err" && fail "second daemon started"
 grep -q 'another shoal daemon' "$T/err" || fail "second daemon message: $(cat "$T/err")"
