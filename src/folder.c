@@ -94,14 +94,10 @@ struct folder {
 	char			*scan_root;	/* owned; borrowed by scan */
 	struct scan_progress	 last_progress;
 	bool			 want_full;
-	char			**paths;	/* merged pending requests */
-	size_t			 path_count;
-	size_t			 path_cap;
-	/* Open-addressing index into `paths` (borrowed pointers): a watcher
+	/* Merged pending requests, deduplicated by a hash set: a watcher
 	 * batch of 10,000 paths was 50 million strcmp calls (0.3 s of loop)
 	 * when deduplicated by a linear search. */
-	char			**pset;
-	size_t			 pset_cap;	/* 0 or a power of two */
+	struct util_strset	 paths;
 	bool			 reopen;	/* path changed during a scan */
 
 	uv_timer_t		 timer;
@@ -172,64 +168,16 @@ cfg_copy(struct config_folder *dst, const struct config_folder *src)
 	}
 }
 
-static void
-clear_paths(struct folder *f)
-{
-	while (f->path_count > 0)
-		free(f->paths[--f->path_count]);
-	if (f->pset_cap > 0)
-		memset(f->pset, 0, f->pset_cap * sizeof(*f->pset));
-}
-
-static void
-pset_insert(char **set, size_t cap, char *path)
-{
-	size_t	i = util_str_hash(path) & (cap - 1);
-
-	while (set[i] != NULL)
-		i = (i + 1) & (cap - 1);
-	set[i] = path;
-}
-
-/* Add `path` to the pending paths unless it is there already. */
-static void
-paths_add(struct folder *f, const char *path)
-{
-	size_t	i;
-
-	if (f->pset_cap > 0) {
-		for (i = util_str_hash(path) & (f->pset_cap - 1);
-		    f->pset[i] != NULL; i = (i + 1) & (f->pset_cap - 1))
-			if (strcmp(f->pset[i], path) == 0)
-				return;
-	}
-	if ((f->path_count + 1) * 2 > f->pset_cap) {
-		free(f->pset);
-		f->pset_cap = f->pset_cap == 0 ? 64 : f->pset_cap * 2;
-		f->pset = xcalloc(f->pset_cap, sizeof(*f->pset));
-		for (i = 0; i < f->path_count; i++)
-			pset_insert(f->pset, f->pset_cap, f->paths[i]);
-	}
-	if (f->path_count == f->path_cap) {
-		f->path_cap = f->path_cap == 0 ? 16 : f->path_cap * 2;
-		f->paths = xreallocarray(f->paths, f->path_cap,
-		    sizeof(*f->paths));
-	}
-	f->paths[f->path_count] = xstrdup(path);
-	pset_insert(f->pset, f->pset_cap, f->paths[f->path_count]);
-	f->path_count++;
-}
-
 /* Merge one scan request (NULL or "" = everything) into the pending ones. */
 static void
 request_add(struct folder *f, const char *path)
 {
-	if (path == NULL || *path == '\0' || f->path_count >= FOLDER_MAX_PATHS) {
+	if (path == NULL || *path == '\0' ||
+	    f->paths.count >= FOLDER_MAX_PATHS) {
 		f->want_full = true;
-		clear_paths(f);
-	} else if (!f->want_full) {
-		paths_add(f, path);
-	}
+		util_strset_clear(&f->paths);
+	} else if (!f->want_full)
+		(void)util_strset_add(&f->paths, path);
 }
 
 static void
@@ -442,6 +390,7 @@ start_scan(struct folder *f)
 {
 	struct scan_params	 p;
 	char			 msg[FOLDER_MSG_SIZE];
+	const char		**paths;
 	bool			 full = f->want_full;
 	int			 rc;
 
@@ -461,10 +410,11 @@ start_scan(struct folder *f)
 	p.change_cb = scan_change;
 	p.done_cb = scan_done;
 	p.arg = f;
-	rc = scan_start(&p, full ? NULL : (const char *const *)f->paths,
-	    full ? 0 : f->path_count, &f->scan);
+	paths = full ? NULL : util_strset_list(&f->paths);
+	rc = scan_start(&p, paths, full ? 0 : f->paths.count, &f->scan);
+	free(paths);
 	f->want_full = false;
-	clear_paths(f);
+	util_strset_clear(&f->paths);
 	if (rc != 0) {
 		free(f->scan_root);
 		f->scan_root = NULL;
@@ -496,7 +446,7 @@ kick(struct folder *f)
 {
 	if (f->closing || f->scan != NULL || f->pull != NULL)
 		return;
-	if (f->want_full || f->path_count > 0) {
+	if (f->want_full || f->paths.count > 0) {
 		if (!make_ready(f))
 			return;
 		start_scan(f);
@@ -684,7 +634,7 @@ reopen(struct folder *f)
 	f->ignore = NULL;
 	f->ready = false;
 	f->want_full = true;
-	clear_paths(f);
+	util_strset_clear(&f->paths);
 }
 
 int
@@ -756,9 +706,7 @@ maybe_free(struct folder *f)
 	cfg_free(&f->cfg);
 	free(f->error);
 	ignore_free(f->ignore);
-	clear_paths(f);
-	free(f->paths);
-	free(f->pset);
+	util_strset_free(&f->paths);
 	free(f);
 }
 

@@ -182,13 +182,6 @@ struct item {
 	enum phase	 phase;
 };
 
-/* Names seen in this pass (open addressing, FNV-1a). */
-struct nameset {
-	char		**slots;	/* owned strings */
-	size_t		  cap;		/* power of two or 0 */
-	size_t		  count;
-};
-
 struct pull;
 
 struct job {
@@ -294,7 +287,7 @@ struct pull {
 	size_t			 batch_count;
 	size_t			 bi;		/* next item to start */
 	enum phase		 cur_phase;
-	struct nameset		 seen;
+	struct util_strset	 seen;		/* names of this pass */
 
 	struct job		*jobs;
 	int			 njobs;
@@ -357,64 +350,6 @@ counter_of(const struct record_vector *v, uint64_t id)
 	return 0;
 }
 
-
-static bool
-nameset_has(const struct nameset *s, const char *name)
-{
-	size_t	i;
-
-	if (s->cap == 0)
-		return false;
-	for (i = util_str_hash(name) & (s->cap - 1); s->slots[i] != NULL;
-	    i = (i + 1) & (s->cap - 1))
-		if (strcmp(s->slots[i], name) == 0)
-			return true;
-	return false;
-}
-
-static void
-nameset_put(struct nameset *s, char *owned)
-{
-	size_t	i;
-
-	for (i = util_str_hash(owned) & (s->cap - 1); s->slots[i] != NULL;
-	    i = (i + 1) & (s->cap - 1))
-		;
-	s->slots[i] = owned;
-	s->count++;
-}
-
-static void
-nameset_add(struct nameset *s, const char *name)
-{
-	struct nameset	n;
-	size_t		i;
-
-	if (nameset_has(s, name))
-		return;
-	if ((s->count + 1) * 2 > s->cap) {
-		n.cap = s->cap == 0 ? 1024 : s->cap * 2;
-		n.count = 0;
-		n.slots = xcalloc(n.cap, sizeof(*n.slots));
-		for (i = 0; i < s->cap; i++)
-			if (s->slots[i] != NULL)
-				nameset_put(&n, s->slots[i]);
-		free(s->slots);
-		*s = n;
-	}
-	nameset_put(s, xstrdup(name));
-}
-
-static void
-nameset_free(struct nameset *s)
-{
-	size_t	i;
-
-	for (i = 0; i < s->cap; i++)
-		free(s->slots[i]);
-	free(s->slots);
-	memset(s, 0, sizeof(*s));
-}
 
 char *
 pull_temp_name(const char *base)
@@ -2138,7 +2073,7 @@ collect_cb(const struct model_need *n, void *arg)
 	struct pull	*p = arg;
 	struct item	*it;
 
-	if (nameset_has(&p->seen, n->name))
+	if (util_strset_has(&p->seen, n->name))
 		return 0;
 	it = &p->batch[p->batch_count++];
 	it->name = xstrdup(n->name);
@@ -2175,7 +2110,7 @@ collect(struct pull *p)
 	/* Every name is tried once per pass: whatever happens to it, the
 	 * next batch does not take it again. */
 	for (i = 0; i < p->batch_count; i++)
-		nameset_add(&p->seen, p->batch[i].name);
+		(void)util_strset_add(&p->seen, p->batch[i].name);
 	return rc;
 }
 
@@ -2256,7 +2191,7 @@ timer_close_cb(uv_handle_t *h)
 	batch_free(p);
 	free(p->batch);
 	free(p->cq);
-	nameset_free(&p->seen);
+	util_strset_free(&p->seen);
 	free(p->folder_id);
 	free(p->root);
 	free(p->marker);

@@ -837,3 +837,86 @@ util_str_hash(const char *s)
 	}
 	return h;
 }
+
+#define STRSET_MIN_CAP	64
+
+static void
+strset_put(char **slots, size_t cap, char *owned)
+{
+	size_t	i = util_str_hash(owned) & (cap - 1);
+
+	while (slots[i] != NULL)
+		i = (i + 1) & (cap - 1);
+	slots[i] = owned;
+}
+
+bool
+util_strset_has(const struct util_strset *s, const char *str)
+{
+	size_t	i;
+
+	if (s->cap == 0)
+		return false;
+	for (i = util_str_hash(str) & (s->cap - 1); s->slots[i] != NULL;
+	    i = (i + 1) & (s->cap - 1))
+		if (strcmp(s->slots[i], str) == 0)
+			return true;
+	return false;
+}
+
+bool
+util_strset_add(struct util_strset *s, const char *str)
+{
+	char	**old = s->slots;
+	size_t	  i, oldcap = s->cap;
+
+	if (util_strset_has(s, str))
+		return false;
+	/* At most half full, so probes stay short. */
+	if ((s->count + 1) * 2 > s->cap) {
+		s->cap = oldcap == 0 ? STRSET_MIN_CAP : oldcap * 2;
+		s->slots = xcalloc(s->cap, sizeof(*s->slots));
+		for (i = 0; i < oldcap; i++)
+			if (old[i] != NULL)
+				strset_put(s->slots, s->cap, old[i]);
+		free(old);
+	}
+	strset_put(s->slots, s->cap, xstrdup(str));
+	s->count++;
+	return true;
+}
+
+const char **
+util_strset_list(const struct util_strset *s)
+{
+	const char	**list;
+	size_t		  i, n = 0;
+
+	if (s->count == 0)
+		return NULL;
+	list = xcalloc(s->count, sizeof(*list));
+	for (i = 0; i < s->cap; i++)
+		if (s->slots[i] != NULL)
+			list[n++] = s->slots[i];
+	return list;
+}
+
+void
+util_strset_clear(struct util_strset *s)
+{
+	size_t	i;
+
+	for (i = 0; i < s->cap; i++) {
+		free(s->slots[i]);
+		s->slots[i] = NULL;
+	}
+	s->count = 0;
+}
+
+void
+util_strset_free(struct util_strset *s)
+{
+	util_strset_clear(s);
+	free(s->slots);
+	memset(s, 0, sizeof(*s));
+}

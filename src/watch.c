@@ -70,10 +70,8 @@ struct watch {
 	size_t			 todo_cap;
 	uv_timer_t		 walk_timer;
 	uv_timer_t		 debounce;
-	/* Changed paths: open addressing, cleared on delivery. */
-	char			**set;
-	size_t			 set_cap;
-	size_t			 set_count;
+	struct util_strset	 set;		/* changed paths; cleared on
+						 * delivery */
 	bool			 full;		/* collapsed to a full rescan */
 	uint64_t		 first_ms;	/* 0 = no batch open */
 	uint64_t		 last_ms;
@@ -99,9 +97,7 @@ maybe_free(struct watch *w)
 	for (i = 0; i < w->todo_count; i++)
 		free(w->todo[i]);
 	free(w->todo);
-	for (i = 0; i < w->set_cap; i++)
-		free(w->set[i]);
-	free(w->set);
+	util_strset_free(&w->set);
 	free(w->root);
 	free(w->label);
 	free(w);
@@ -173,80 +169,37 @@ dir_remove_tree(struct watch *w, const char *rel)
 static void
 set_clear(struct watch *w)
 {
-	size_t	i;
-
-	for (i = 0; i < w->set_cap; i++) {
-		free(w->set[i]);
-		w->set[i] = NULL;
-	}
-	w->set_count = 0;
+	util_strset_clear(&w->set);
 	w->full = false;
-}
-
-static void
-set_insert_slot(char **set, size_t cap, char *s)
-{
-	size_t	i = util_str_hash(s) & (cap - 1);
-
-	while (set[i] != NULL)
-		i = (i + 1) & (cap - 1);
-	set[i] = s;
 }
 
 static void
 set_add(struct watch *w, const char *path)
 {
-	char	**old;
-	size_t	  i, oldcap;
-
 	if (w->full)
 		return;
-	if (w->set_count >= WATCH_MAX_PATHS) {
+	if (w->set.count >= WATCH_MAX_PATHS) {
 		/* Too much at once: a full rescan is cheaper than the list. */
 		set_clear(w);
 		w->full = true;
 		return;
 	}
-	if (w->set_cap > 0) {
-		for (i = util_str_hash(path) & (w->set_cap - 1); w->set[i] != NULL;
-		    i = (i + 1) & (w->set_cap - 1))
-			if (strcmp(w->set[i], path) == 0)
-				return;
-	}
-	if ((w->set_count + 1) * 2 > w->set_cap) {
-		old = w->set;
-		oldcap = w->set_cap;
-		w->set_cap = oldcap == 0 ? 64 : oldcap * 2;
-		w->set = xcalloc(w->set_cap, sizeof(*w->set));
-		for (i = 0; i < oldcap; i++)
-			if (old[i] != NULL)
-				set_insert_slot(w->set, w->set_cap, old[i]);
-		free(old);
-	}
-	set_insert_slot(w->set, w->set_cap, xstrdup(path));
-	w->set_count++;
+	(void)util_strset_add(&w->set, path);
 }
 
 static void
 deliver(struct watch *w)
 {
-	const char	**paths = NULL;
+	const char	**paths;
 	const char	 *full = "";
-	size_t		  i, n = 0;
 
-	if (w->full) {
-		paths = &full;
-		n = 1;
-		w->cb(w, paths, n, w->arg);
-		paths = NULL;
-	} else if (w->set_count > 0) {
-		paths = xcalloc(w->set_count, sizeof(*paths));
-		for (i = 0; i < w->set_cap; i++)
-			if (w->set[i] != NULL)
-				paths[n++] = w->set[i];
-		w->cb(w, paths, n, w->arg);
+	if (w->full)
+		w->cb(w, &full, 1, w->arg);
+	else if (w->set.count > 0) {
+		paths = util_strset_list(&w->set);
+		w->cb(w, paths, w->set.count, w->arg);
+		free(paths);
 	}
-	free(paths);
 	set_clear(w);
 	w->first_ms = 0;
 	w->delivered_ms = util_now_ms();

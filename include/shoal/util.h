@@ -133,6 +133,26 @@ util_get_be64(const uint8_t *p)
 
 /* FNV-1a of a string, for the in-memory hash tables (not stored). */
 uint64_t	util_str_hash(const char *s);
+
+/*
+ * A set of strings (open addressing on util_str_hash, owned copies) for
+ * deduplicating path lists: the watcher's batch, a folder's pending scan
+ * paths, the names a pull pass has seen. Zero-initialised is empty.
+ */
+struct util_strset {
+	char		**slots;	/* owned strings; NULL = free */
+	size_t		  cap;		/* 0 or a power of two */
+	size_t		  count;
+};
+bool	util_strset_has(const struct util_strset *s, const char *str);
+/* Adds a copy of str unless it is there; true when it was added. */
+bool	util_strset_add(struct util_strset *s, const char *str);
+/* The members, in no particular order, as a new array of s->count
+ * borrowed pointers (caller frees the array only; NULL when empty). */
+const char **util_strset_list(const struct util_strset *s);
+/* Empty the set, keeping its table. */
+void	util_strset_clear(struct util_strset *s);
+void	util_strset_free(struct util_strset *s);
 int64_t		util_now_unix(void);
 
 /*

@@ -123,6 +123,45 @@ test_util_pread_uncached(void **state)
 	free(path);
 }
 
+/* A string set keeps one copy of each member, grows past its first
+ * table, lists every member once, and empties. */
+static void
+test_util_strset(void **state)
+{
+	struct util_strset	  s;
+	const char		**list;
+	char			  name[32];
+	size_t			  i, j, seen;
+
+	(void)state;
+	memset(&s, 0, sizeof(s));
+	assert_false(util_strset_has(&s, "a"));
+	assert_null(util_strset_list(&s));
+	for (i = 0; i < 1000; i++) {
+		snprintf(name, sizeof(name), "dir/%zu", i);
+		assert_true(util_strset_add(&s, name));
+		assert_false(util_strset_add(&s, name));
+	}
+	assert_int_equal(s.count, 1000);
+	assert_true(util_strset_has(&s, "dir/999"));
+	assert_false(util_strset_has(&s, "dir/1000"));
+	list = util_strset_list(&s);
+	for (i = 0, seen = 0; i < 1000; i++) {
+		snprintf(name, sizeof(name), "dir/%zu", i);
+		for (j = 0; j < s.count; j++)
+			if (strcmp(list[j], name) == 0)
+				seen++;
+	}
+	assert_int_equal(seen, 1000);
+	free(list);
+	util_strset_clear(&s);
+	assert_int_equal(s.count, 0);
+	assert_false(util_strset_has(&s, "dir/1"));
+	assert_true(util_strset_add(&s, "dir/1"));
+	util_strset_free(&s);
+	assert_int_equal(s.cap, 0);
+}
+
 /* Big buffers are aligned, kept when freed and handed out again, and
  * given back by a trim after a quiet period. */
 static void
@@ -414,6 +453,7 @@ main(void)
 		cmocka_unit_test(test_util_str_hash),
 		cmocka_unit_test(test_util_buf_cap),
 		cmocka_unit_test(test_util_bigbuf_reuse),
+		cmocka_unit_test(test_util_strset),
 		cmocka_unit_test(test_util_pread_uncached),
 		cmocka_unit_test(test_util_atomic_write_roundtrip),
 		cmocka_unit_test(test_util_atomic_write_faults),
