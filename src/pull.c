@@ -451,11 +451,11 @@ disk_matches(const struct record *l, const struct stat *st, bool absent,
 	return false;
 }
 
-/* Read `size` bytes at `off` of fd (past the page cache through dfd when
- * it is not there, see util_pread_uncached) into buf and check them
+/* Read `size` bytes at `off` of fd (past the page cache through dfd, or
+ * -1, when it is not there: util_pread_uncached) into buf and check them
  * against hash. 0, SH_ECONFLICT on mismatch or short read, or -errno. */
 static int
-read_verified_at(int fd, int dfd, uint8_t *buf, int32_t size, int64_t off,
+read_verified(int fd, int dfd, uint8_t *buf, int32_t size, int64_t off,
     const uint8_t hash[RECORD_HASH_LEN])
 {
 	uint8_t	h[RECORD_HASH_LEN];
@@ -473,13 +473,6 @@ read_verified_at(int fd, int dfd, uint8_t *buf, int32_t size, int64_t off,
 	return memcmp(h, hash, RECORD_HASH_LEN) == 0 ? 0 : SH_ECONFLICT;
 }
 
-static int
-read_verified(int fd, uint8_t *buf, int32_t size, int64_t off,
-    const uint8_t hash[RECORD_HASH_LEN])
-{
-	return read_verified_at(fd, -1, buf, size, off, hash);
-}
-
 /* Does the regular file open as fd hold exactly the blocks of g? */
 static bool
 content_is(int fd, const struct record *g)
@@ -492,7 +485,7 @@ content_is(int fd, const struct record *g)
 		if (g->blocks[i].size == 0)
 			continue;
 		buf = xrealloc(buf, (size_t)g->blocks[i].size);
-		ok = read_verified(fd, buf, g->blocks[i].size,
+		ok = read_verified(fd, -1, buf, g->blocks[i].size,
 		    g->blocks[i].offset, g->blocks[i].hash) == 0;
 	}
 	free(buf);
@@ -650,7 +643,7 @@ file_prep_work(uv_work_t *req)
 		if (b->offset + b->size > tst.st_size)
 			continue;
 		buf = xrealloc(buf, (size_t)b->size);
-		if (read_verified(j->tmpfd, buf, b->size, b->offset,
+		if (read_verified(j->tmpfd, -1, buf, b->size, b->offset,
 		    b->hash) == 0) {
 			j->bstate[i] = BLK_DONE;
 			j->reused_bytes += (uint64_t)b->size;
@@ -1194,9 +1187,8 @@ blk_write(struct blk_op *b)
 {
 	int	rc;
 
-	if (b->dfd >= 0 && (uintptr_t)b->buf % PULL_DIRECT_ALIGN == 0 &&
-	    b->size % PULL_DIRECT_ALIGN == 0 &&
-	    b->dst_off % PULL_DIRECT_ALIGN == 0) {
+	if (b->dfd >= 0 && util_direct_aligned(b->buf, (size_t)b->size,
+	    (off_t)b->dst_off)) {
 		rc = util_pwrite_all(b->dfd, b->buf, (size_t)b->size,
 		    (off_t)b->dst_off);
 		b->wrote_direct = rc == 0;
@@ -1241,7 +1233,7 @@ blk_work(uv_work_t *req)
 		if (rc != 0)
 			goto out;
 		b->buf = util_bigbuf_alloc((size_t)b->size);
-		rc = read_verified_at(fd, sfd, b->buf, b->size, b->src_off,
+		rc = read_verified(fd, sfd, b->buf, b->size, b->src_off,
 		    b->hash);
 		if (rc != 0)
 			goto out;

@@ -490,8 +490,7 @@ util_pread_uncached(int fd, int direct_fd, void *buf, size_t len, off_t off)
 {
 	ssize_t	n;
 
-	if (direct_fd >= 0 && (uintptr_t)buf % UTIL_BIGBUF_ALIGN == 0 &&
-	    len % UTIL_BIGBUF_ALIGN == 0 && off % UTIL_BIGBUF_ALIGN == 0 &&
+	if (direct_fd >= 0 && util_direct_aligned(buf, len, off) &&
 	    !range_cached(fd, len, off)) {
 		n = util_pread_full(direct_fd, buf, len, off);
 		if (n != -EINVAL)

@@ -39,6 +39,13 @@ void	*xmalloc_aligned(size_t align, size_t size);
 #define UTIL_BIGBUF_ALIGN	4096
 #define UTIL_BIGBUF_CACHE	(12 * 1024 * 1024)
 void	*util_bigbuf_alloc(size_t size);
+/* May buf, len and off go through an O_DIRECT descriptor? */
+static inline bool
+util_direct_aligned(const void *buf, size_t len, off_t off)
+{
+	return (uintptr_t)buf % UTIL_BIGBUF_ALIGN == 0 &&
+	    len % UTIL_BIGBUF_ALIGN == 0 && off % UTIL_BIGBUF_ALIGN == 0;
+}
 void	 util_bigbuf_free(void *p);
 void	 util_bigbuf_trim(void);
 /* Bytes kept for reuse now (always 0 in address-sanitizer builds). */
