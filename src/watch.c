@@ -21,6 +21,17 @@
  * that longer quiet period instead, so a file written in bursts slower than
  * `delay_ms` is not rescanned after every single write.
  *
+ * A batch made only of name events (created, deleted, moved in or out:
+ * libuv's UV_RENAME) settles after a tenth of the quiet period instead.
+ * Such a change is complete the moment it happens -- a file moved into
+ * the folder, a download or an editor's save renamed into place, a delete
+ * -- so waiting the full quiet period only adds latency; the short settle
+ * still merges a burst (a tree moved in, `rm -r`) into one batch. Content
+ * and attribute events (UV_CHANGE: writes, chmod, touch) mean a writer may
+ * still be at work, so the first one seen lengthens the batch's quiet
+ * period to the full `delay_ms`. A file created and then written a
+ * settle later is scanned twice; the second scan sees the rest.
+ *
  * Running out of inotify watches (ENOSPC) or descriptors (EMFILE) marks the
  * watcher degraded, logs one WARN line, and stops adding watches; the folder
  * then rescans periodically.
@@ -44,6 +55,7 @@
 #define WATCH_MAX_WAIT_MS	10000
 #define WATCH_BUCKETS		1024
 #define WATCH_BACKOFF		4
+#define WATCH_SETTLE_DIV	10
 
 struct wdir {
 	uv_fs_event_t	 h;
@@ -76,6 +88,7 @@ struct watch {
 	uint64_t		 first_ms;	/* 0 = no batch open */
 	uint64_t		 last_ms;
 	uint64_t		 quiet_ms;	/* of the open batch */
+	bool			 content;	/* batch has a UV_CHANGE */
 	uint64_t		 delivered_ms;	/* 0 = never */
 	bool			 degraded;
 	int			 degraded_rc;
@@ -227,22 +240,41 @@ debounce_cb(uv_timer_t *t)
 		deliver(w);
 }
 
-static void
-note_change(struct watch *w, const char *rel)
+/* The quiet period a batch needs, with the backoff after a delivery. */
+static uint64_t
+quiet_for(const struct watch *w, uint64_t now, bool content)
 {
-	uint64_t	now = util_now_ms();
+	uint64_t	q = w->delay_ms;
+
+	if (!content && q / WATCH_SETTLE_DIV > 0)
+		q /= WATCH_SETTLE_DIV;
+	if (w->delivered_ms != 0 && now - w->delivered_ms < WATCH_BACKOFF * q)
+		q *= WATCH_BACKOFF;
+	return q;
+}
+
+/* `content`: a write or attribute change, not only a name event. */
+static void
+note_change(struct watch *w, const char *rel, bool content)
+{
+	uint64_t	now = util_now_ms(), q;
 
 	set_add(w, rel);
 	w->last_ms = now;
 	if (w->first_ms == 0) {
 		w->first_ms = now;
-		w->quiet_ms = w->delay_ms;
-		if (w->delivered_ms != 0 &&
-		    now - w->delivered_ms < WATCH_BACKOFF * w->quiet_ms)
-			w->quiet_ms *= WATCH_BACKOFF;
+		w->content = content;
+		w->quiet_ms = quiet_for(w, now, content);
 		if (uv_timer_start(&w->debounce, debounce_cb, w->quiet_ms,
 		    0) != 0)
 			deliver(w);
+	} else if (content && !w->content) {
+		/* The running timer is shorter; debounce_cb waits out the
+		 * rest of the longer period when it fires. */
+		w->content = true;
+		q = quiet_for(w, w->first_ms, true);
+		if (q > w->quiet_ms)
+			w->quiet_ms = q;
 	}
 }
 
@@ -419,7 +451,6 @@ event_cb(uv_fs_event_t *h, const char *filename, int events, int status)
 	struct stat	 st;
 	char		*rel = NULL, *path = NULL, *dpath = NULL;
 
-	(void)events;
 	if (w->closing)
 		return;
 	if (status < 0) {
@@ -434,7 +465,7 @@ event_cb(uv_fs_event_t *h, const char *filename, int events, int status)
 		 * rename): drop it and below; `d` is closed after this. The
 		 * root is the folder's business (marker check). */
 		if (*d->rel != '\0') {
-			note_change(w, d->rel);
+			note_change(w, d->rel, false);
 			dir_remove_tree(w, d->rel);
 		}
 		goto out;
@@ -445,7 +476,7 @@ event_cb(uv_fs_event_t *h, const char *filename, int events, int status)
 	    xasprintf("%s/%s", d->rel, filename);
 	if (skip_name(w, rel))
 		goto out;
-	note_change(w, rel);
+	note_change(w, rel, (events & UV_CHANGE) != 0);
 	path = util_path_join(w->root, rel);
 	if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
 		/* New (or moved-in) directory: watch it and below. */

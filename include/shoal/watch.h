@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Watcher: inotify through libuv (uv_fs_event), one watch per directory,
- * new directories picked up, events debounced (`delay_ms` of quiet, longer
- * for a batch that follows the previous one closely, at most 10 s after its
- * first event) and delivered as batches of folder-relative paths. Running
+ * new directories picked up, events debounced (`delay_ms` of quiet, a tenth
+ * of it for a batch of name events only, longer for a batch that follows
+ * the previous one closely, at most 10 s after its first event) and
+ * delivered as batches of folder-relative paths. Running
  * out of inotify watches is reported and the folder falls back to periodic
  * scans.
  */

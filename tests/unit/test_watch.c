@@ -46,6 +46,7 @@ struct fx {
 	int		 batches;
 	char		**paths;	/* union of delivered paths */
 	size_t		 path_count;
+	uint32_t	 delay_ms;	/* 0: DELAY_MS */
 };
 
 static void
@@ -137,8 +138,8 @@ mk(struct fx *f, const char *rel)
 static int
 open_fx(struct fx *f, const struct ignore *ig)
 {
-	assert_int_equal(watch_open(&f->loop, f->root, ig, DELAY_MS, on_batch,
-	    f, &f->w), 0);
+	assert_int_equal(watch_open(&f->loop, f->root, ig,
+	    f->delay_ms != 0 ? f->delay_ms : DELAY_MS, on_batch, f, &f->w), 0);
 	return 0;
 }
 
@@ -382,6 +383,59 @@ test_watch_backoff_after_delivery(void **state)
 	assert_true(got(f, "burst.txt"));
 }
 
+/*
+ * Name-only batches (a file moved in, a delete) settle after a tenth of the
+ * quiet period; a write in the batch brings the full period back.
+ */
+static void
+test_watch_name_events_settle_fast(void **state)
+{
+	struct fx	*f = *state;
+	char		 outside[] = "/tmp/shoal-test-watch-out-XXXXXX";
+	char		*src, *dst;
+	uint64_t	 t0, dt;
+
+	f->delay_ms = 1000;
+	assert_non_null(mkdtemp(outside));
+	src = util_path_join(outside, "moved.bin");
+	assert_int_equal(util_write_file_atomic(src, "m", 1, 0644), 0);
+	dst = path_of(f, "a/moved.bin");
+	open_fx(f, NULL);
+	run_until_count(f, 3);
+
+	t0 = util_now_ms();
+	assert_int_equal(rename(src, dst), 0);
+	run_until_batches(f, 1);
+	dt = util_now_ms() - t0;
+	assert_true(got(f, "a/moved.bin"));
+	assert_true(dt >= 100);
+	assert_true(dt < 1000);
+	run_for(f, 4 * 100 + 100);	/* past the backoff window */
+	reset(f);
+
+	t0 = util_now_ms();
+	assert_int_equal(unlink(dst), 0);
+	run_until_batches(f, 1);
+	assert_true(util_now_ms() - t0 < 1000);
+	assert_true(got(f, "a/moved.bin"));
+	run_for(f, 4 * 100 + 100);
+	reset(f);
+
+	/* A rename followed by a write: the write's quiet period counts. */
+	assert_int_equal(util_write_file_atomic(src, "m", 1, 0644), 0);
+	t0 = util_now_ms();
+	assert_int_equal(rename(src, dst), 0);
+	put(f, "written.txt", "w");
+	run_until_batches(f, 1);
+	assert_true(util_now_ms() - t0 >= 1000);
+	assert_true(got(f, "a/moved.bin"));
+	assert_true(got(f, "written.txt"));
+
+	free(src);
+	free(dst);
+	assert_int_equal(rmdir(outside), 0);
+}
+
 int
 main(void)
 {
@@ -398,6 +452,8 @@ main(void)
 		    test_watch_skips_ignored_and_internal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_watch_quiet_period,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_watch_name_events_settle_fast, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_watch_backoff_after_delivery, setup, teardown),
 	};
