@@ -708,10 +708,11 @@ pump_timer_cb(uv_timer_t *t)
 	pump(c);
 }
 
+/* A pump due later is brought forward by a call with delay 0. */
 static void
 schedule_pump(struct conn *c, uint64_t delay_ms)
 {
-	if (c->closing || c->pump_scheduled)
+	if (c->closing || (c->pump_scheduled && delay_ms > 0))
 		return;
 	c->pump_scheduled = true;
 	if (uv_timer_start(&c->pump_timer, pump_timer_cb, delay_ms, 0) != 0)
@@ -759,12 +760,12 @@ pump(struct conn *c)
 }
 
 void
-conn_index_kick(struct conn *c, int64_t folder_idx)
+conn_index_kick(struct conn *c, int64_t folder_idx, bool now)
 {
 	(void)folder_idx;
 	if (c->closing || c->state != CONN_STATE_ACTIVE)
 		return;
-	schedule_pump(c, CONN_KICK_DELAY_MS);
+	schedule_pump(c, now ? 0 : CONN_KICK_DELAY_MS);
 }
 
 void

@@ -129,15 +129,15 @@ find_folder(struct daemon *d, const char *id, size_t *index)
 	return NULL;
 }
 
-/* A scan committed a local change: peers get it in their next batch. */
+/* A local change was committed: peers get it in their next batch, at once
+ * when a scan has ended (r == NULL). */
 static void
 on_folder_change(struct folder *f, const struct record *r, void *arg)
 {
 	struct daemon *d = arg;
 
-	(void)r;
 	if (d->net != NULL)
-		net_index_kick(d->net, folder_idx(f));
+		net_index_kick(d->net, folder_idx(f), r == NULL);
 }
 
 /* The puller asks for a connection to a device by its index number. */

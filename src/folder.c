@@ -357,6 +357,8 @@ scan_done(struct scan *s, int status, void *arg)
 		return;
 	}
 	refresh_counts(f);
+	if (f->last_progress.changes > 0 && f->cb != NULL)
+		f->cb(f, NULL, f->arg);
 	/* A scan may have changed what we need (or found a pull's result). */
 	f->pull_wanted = true;
 	if (status == 0 || status == -ECANCELED) {

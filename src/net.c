@@ -1129,13 +1129,13 @@ out:
 /* Operations */
 
 void
-net_index_kick(struct net *n, int64_t folder_idx)
+net_index_kick(struct net *n, int64_t folder_idx, bool now)
 {
 	struct npeer	*p;
 
 	for (p = n->peers; p != NULL; p = p->next)
 		if (p->accepted && conn_state(p->c) == CONN_STATE_ACTIVE)
-			conn_index_kick(p->c, folder_idx);
+			conn_index_kick(p->c, folder_idx, now);
 }
 
 /* Queries */

@@ -126,8 +126,9 @@ void	conn_close(struct conn *c, const char *reason);
 /* Our configuration changed: send a fresh ClusterConfig (if active) and
  * re-evaluate which folders flow. */
 void	conn_config_changed(struct conn *c);
-/* New local records in a folder: send them (coalesced, in batches). */
-void	conn_index_kick(struct conn *c, int64_t folder_idx);
+/* New local records in a folder: send them (coalesced, in batches; `now`
+ * when no more are coming soon). */
+void	conn_index_kick(struct conn *c, int64_t folder_idx, bool now);
 /*
  * Ask the peer for one block. The response is checked against `hash`
  * (length and SHA-256) before cb sees it. Returns 0 (cb will run exactly

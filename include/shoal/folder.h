@@ -49,7 +49,12 @@ struct folder_status {
 	uint64_t		 pulls_completed;
 };
 
-/* Called on every local change committed by a scan (for later networking). */
+/*
+ * Called on every local change committed by a scan or a pull, and with
+ * r == NULL when a scan that changed something has ended: the batch is
+ * complete, so peers can be told now instead of after the coalescing
+ * delay.
+ */
 typedef void (*folder_change_cb)(struct folder *f, const struct record *r,
 	    void *arg);
 

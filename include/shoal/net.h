@@ -62,8 +62,9 @@ void	net_close(struct net *n);
 void	net_reconfigure(struct net *n, const struct config *cfg);
 
 /* Operations */
-/* New local records in a folder: tell every connection sharing it. */
-void	net_index_kick(struct net *n, int64_t folder_idx);
+/* New local records in a folder: tell every connection sharing it (`now`:
+ * the batch is complete, skip the coalescing delay). */
+void	net_index_kick(struct net *n, int64_t folder_idx, bool now);
 
 /* Queries */
 /* "tcp://127.0.0.1:PORT" as actually bound (borrowed). */

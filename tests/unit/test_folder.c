@@ -48,6 +48,7 @@ struct fx {
 	struct folder		*f;
 	struct config_folder	 cfg;
 	int			 changes;
+	int			 batch_ends;	/* calls with r == NULL */
 };
 
 static void
@@ -56,8 +57,10 @@ on_change(struct folder *f, const struct record *r, void *arg)
 	struct fx	*x = arg;
 
 	(void)f;
-	(void)r;
-	x->changes++;
+	if (r == NULL)
+		x->batch_ends++;
+	else
+		x->changes++;
 }
 
 static void
@@ -217,8 +220,15 @@ test_folder_initial_scan_and_counts(void **state)
 	assert_false(st.watch_degraded);
 	assert_true(st.local_sequence >= 3);
 	assert_int_equal(x->changes, 3);
+	/* The scan's end is signalled once, so peers hear of it at once. */
+	assert_int_equal(x->batch_ends, 1);
 	assert_string_equal(folder_id(x->f), "default");
 	assert_string_equal(folder_config(x->f)->path, x->root);
+	/* A scan that changes nothing signals nothing. */
+	folder_request_scan(x->f, NULL);
+	run_until_scans(x, 2);
+	assert_int_equal(x->changes, 3);
+	assert_int_equal(x->batch_ends, 1);
 }
 
 static void
