@@ -119,7 +119,11 @@ struct serve_job {
 	int64_t			 mtime_s;
 	int32_t			 mtime_ns;
 	uint64_t		 inode;
-	uint8_t			*data;		/* owned: result */
+	/* The Response frame, built around the block (data points into
+	 * it); NULL unless code is PROTO_CODE_NO_ERROR. */
+	uint8_t			*frame;		/* owned */
+	size_t			 frame_len;
+	uint8_t			*data;
 	int			 code;		/* PROTO_CODE_* result */
 };
 
@@ -245,6 +249,21 @@ send_frame(struct conn *c, uint8_t *buf, size_t len)
 	return rc;
 }
 
+/* send_frame, and a full queue ends the connection. */
+static int
+send_or_close(struct conn *c, uint8_t *buf, size_t len)
+{
+	int	rc;
+
+	rc = send_frame(c, buf, len);
+	if (rc != 0 && rc != -ENOTCONN) {
+		LOG_WARN("conn", "%s: send failed: %s", c->peer_short,
+		    sh_strerror(rc));
+		close_internal(c, "send queue overflow", false);
+	}
+	return rc;
+}
+
 static int
 send_msg(struct conn *c, enum proto_type type, const ProtobufCMessage *m)
 {
@@ -258,13 +277,7 @@ send_msg(struct conn *c, enum proto_type type, const ProtobufCMessage *m)
 		    proto_type_name(type), sh_strerror(rc));
 		return rc;
 	}
-	rc = send_frame(c, buf, len);
-	if (rc != 0 && rc != -ENOTCONN) {
-		LOG_WARN("conn", "%s: send failed: %s", c->peer_short,
-		    sh_strerror(rc));
-		close_internal(c, "send queue overflow", false);
-	}
-	return rc;
+	return send_or_close(c, buf, len);
 }
 
 SH_PRINTF(2, 3) static void
@@ -910,35 +923,40 @@ serve_work(uv_work_t *w)
 		return;
 	}
 	verify = !serve_unchanged(j, fd);
-	j->data = util_bigbuf_alloc((size_t)j->size);
+	/* Read into the frame itself: the loop then only seals it. */
+	if (proto_response_frame(j->id, (size_t)j->size, &j->frame,
+	    &j->frame_len, &j->data) != 0) {
+		close(fd);
+		j->code = PROTO_CODE_GENERIC;
+		return;
+	}
 	n = util_pread_full(fd, j->data, (size_t)j->size, j->offset);
 	/* A write during the read changes the mtime: then verify. */
 	if (!verify && !serve_unchanged(j, fd))
 		verify = true;
 	close(fd);
-	if (n != j->size) {
+	if (n != j->size)
 		j->code = n < 0 ? PROTO_CODE_GENERIC : PROTO_CODE_NO_SUCH_FILE;
-		return;
+	else if (verify && j->check_hash &&
+	    (hash_sha256(j->data, (size_t)j->size, got) != 0 ||
+	    sodium_memcmp(got, j->hash, RECORD_HASH_LEN) != 0))
+		j->code = PROTO_CODE_NO_SUCH_FILE;
+	else
+		j->code = PROTO_CODE_NO_ERROR;
+	if (j->code != PROTO_CODE_NO_ERROR) {
+		util_bigbuf_free(j->frame);
+		j->frame = j->data = NULL;
 	}
-	if (verify && j->check_hash) {
-		if (hash_sha256(j->data, (size_t)j->size, got) != 0 ||
-		    sodium_memcmp(got, j->hash, RECORD_HASH_LEN) != 0) {
-			j->code = PROTO_CODE_NO_SUCH_FILE;
-			return;
-		}
-	}
-	j->code = PROTO_CODE_NO_ERROR;
 }
 
+/* A Response without data: an error code, or the answer to a request for
+ * zero bytes (block data goes out in frames built by serve_work). */
 static void
-send_response(struct conn *c, int32_t id, const uint8_t *data, size_t len,
-    int code)
+send_empty_response(struct conn *c, int32_t id, int code)
 {
 	Shoal__Bep__Response	resp = SHOAL__BEP__RESPONSE__INIT;
 
 	resp.id = id;
-	resp.data.data = (uint8_t *)data;
-	resp.data.len = code == PROTO_CODE_NO_ERROR ? len : 0;
 	resp.code = (Shoal__Bep__ErrorCode)code;
 	(void)send_msg(c, PROTO_RESPONSE, &resp.base);
 }
@@ -954,14 +972,18 @@ serve_done(uv_work_t *w, int status)
 	if (!c->closing) {
 		if (status != 0)
 			j->code = PROTO_CODE_GENERIC;
-		if (j->code != PROTO_CODE_NO_ERROR)
+		if (j->code != PROTO_CODE_NO_ERROR) {
 			LOG_DEBUG("conn", "%s: request \"%s\" @%lld+%d answered "
 			    "with code %d", c->peer_short, j->name,
 			    (long long)j->offset, j->size, j->code);
-		send_response(c, j->id, j->data, (size_t)j->size, j->code);
+			send_empty_response(c, j->id, j->code);
+		} else {
+			(void)send_or_close(c, j->frame, j->frame_len);
+			j->frame = NULL;
+		}
 		c->info.requests_served++;
 	}
-	util_bigbuf_free(j->data);
+	util_bigbuf_free(j->frame);
 	free(j->root);
 	free(j->name);
 	free(j);
@@ -993,7 +1015,7 @@ serve_start(struct conn *c, struct serve_job *j)
 	if (rc != 0) {
 		c->jobs--;
 		c->serve_inflight -= (size_t)j->size;
-		send_response(c, j->id, NULL, 0, PROTO_CODE_GENERIC);
+		send_empty_response(c, j->id, PROTO_CODE_GENERIC);
 		free(j->root);
 		free(j->name);
 		free(j);
@@ -1116,7 +1138,7 @@ handle_request(struct conn *c, const Shoal__Bep__Request *req)
 	return;
 answer:
 	record_free(r);
-	send_response(c, req->id, NULL, 0, code);
+	send_empty_response(c, req->id, code);
 }
 
 /* ---- our requests ---- */
@@ -1390,6 +1412,18 @@ tls_read_cb(struct tls *t, const uint8_t *data, size_t len)
 		feed_frames(c, data, len);
 }
 
+/* Records that fall inside a frame's body are decrypted straight into the
+ * decoder's buffer (tls_read_cb then feeds that same memory, uncopied). */
+static uint8_t *
+tls_read_dest_cb(struct tls *t, size_t len)
+{
+	struct conn *c = tls_data(t);
+
+	if (c->closing || c->state == CONN_STATE_HELLO)
+		return NULL;
+	return proto_decoder_span(c->dec, len);
+}
+
 static void
 tls_drain_cb(struct tls *t)
 {
@@ -1524,7 +1558,11 @@ conn_open(const struct conn_env *env, uv_tcp_t *tcp, enum tls_role role,
     struct conn **out)
 {
 	static const struct tls_callbacks cbs = {
-		tls_handshake_cb, tls_read_cb, tls_drain_cb, tls_close_cb
+		.on_handshake = tls_handshake_cb,
+		.on_read = tls_read_cb,
+		.read_dest = tls_read_dest_cb,
+		.on_drain = tls_drain_cb,
+		.on_close = tls_close_cb,
 	};
 	struct conn	*c;
 	int		 rc;

@@ -499,35 +499,53 @@ take_len(struct proto_decoder *d, size_t n, const uint8_t *buf, size_t len,
 	return d->len_have == n;
 }
 
-/*
- * Append to d->buf up to d->want bytes; true once they are all in. The
- * buffer doubles as data arrives but never past d->want (note 2).
- */
+/* Room in d->buf for `need` bytes (<= d->want). The buffer doubles as
+ * data arrives but never past d->want (note 2). */
+static void
+buf_room(struct proto_decoder *d, size_t need)
+{
+	size_t	cap;
+
+	if (need <= d->buf_cap)
+		return;
+	cap = d->buf_cap < 4096 ? 4096 : d->buf_cap * 2;
+	if (cap > d->want)
+		cap = d->want;
+	if (cap < need)
+		cap = need;
+	d->buf = xrealloc(d->buf, cap);
+	d->buf_cap = cap;
+}
+
+/* Append to d->buf up to d->want bytes; true once they are all in. Bytes
+ * already in place (see proto_decoder_span) are not copied. */
 static bool
 take_buf(struct proto_decoder *d, const uint8_t *buf, size_t len,
     size_t *off)
 {
-	size_t	k, need, cap;
+	size_t	k;
 
 	k = d->want - d->buf_len;
 	if (k > len - *off)
 		k = len - *off;
-	need = d->buf_len + k;
-	if (need > d->buf_cap) {
-		cap = d->buf_cap < 4096 ? 4096 : d->buf_cap * 2;
-		if (cap > d->want)
-			cap = d->want;
-		if (cap < need)
-			cap = need;
-		d->buf = xrealloc(d->buf, cap);
-		d->buf_cap = cap;
-	}
+	buf_room(d, d->buf_len + k);
 	if (k > 0) {
-		memcpy(d->buf + d->buf_len, buf + *off, k);
+		if (buf + *off != d->buf + d->buf_len)
+			memcpy(d->buf + d->buf_len, buf + *off, k);
 		d->buf_len += k;
 		*off += k;
 	}
 	return d->buf_len == d->want;
+}
+
+uint8_t *
+proto_decoder_span(struct proto_decoder *d, size_t len)
+{
+	if (d->returned || d->state != PROTO_STATE_BODY || len == 0 ||
+	    d->want - d->buf_len < len)
+		return NULL;
+	buf_room(d, d->buf_len + len);
+	return d->buf + d->buf_len;
 }
 
 /* A frame was handed out last time: reclaim its buffers. */
@@ -1236,6 +1254,56 @@ out:
 	free(z);
 	free(body);
 	return rc;
+}
+
+/* Protobuf base-128 varint; returns its length (at most 10). */
+static size_t
+put_varint(uint8_t *p, uint64_t v)
+{
+	size_t	n = 0;
+
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+int
+proto_response_frame(int32_t id, size_t len, uint8_t **out, size_t *out_len,
+    uint8_t **data)
+{
+	Shoal__Bep__Header	 h = SHOAL__BEP__HEADER__INIT;
+	uint8_t			 pre[1 + 10 + 1 + 10], *frame;
+	size_t			 pl = 0, hl, s;
+
+	*out = *data = NULL;
+	*out_len = 0;
+	if (len > PROTO_WIRE_MAX_MSG_LEN - sizeof(pre))
+		return -E2BIG;
+	/* Fields in number order, proto3 defaults left out, code 0 too:
+	 * what protobuf-c packs for the same message. */
+	if (id != 0) {
+		pre[pl++] = 0x08;	/* 1: id, varint */
+		pl += put_varint(pre + pl, (uint64_t)(int64_t)id);
+	}
+	if (len > 0) {
+		pre[pl++] = 0x12;	/* 2: data, length-delimited */
+		pl += put_varint(pre + pl, len);
+	}
+	s = pl + len;
+	h.type = SHOAL__BEP__MSG_TYPE__MSG_RESPONSE;
+	hl = shoal__bep__header__get_packed_size(&h);
+	frame = util_bigbuf_alloc(2 + hl + 4 + s);
+	put_be16(frame, (uint16_t)hl);
+	(void)shoal__bep__header__pack(&h, frame + 2);
+	util_put_be32(frame + 2 + hl, (uint32_t)s);
+	memcpy(frame + 2 + hl + 4, pre, pl);
+	*out = frame;
+	*out_len = 2 + hl + 4 + s;
+	*data = frame + 2 + hl + 4 + pl;
+	return 0;
 }
 
 int

@@ -676,12 +676,13 @@ rec_alert(struct tls *t, uint8_t level, uint8_t desc)
 }
 
 /*
- * Open the next complete record in the input buffer into t->plain (*type,
- * *plen). Returns 1, 0 if no whole record is buffered yet, or SH_ETLS for
- * a bad one (a fatal alert is queued).
+ * Open the next complete record in the input buffer (*type, *plen) into
+ * t->plain, or for application data where read_dest says (*out). Returns
+ * 1, 0 if no whole record is buffered yet, or SH_ETLS for a bad one (a
+ * fatal alert is queued).
  */
 static int
-rec_open(struct tls *t, uint8_t *type, size_t *plen_out)
+rec_open(struct tls *t, uint8_t *type, uint8_t **out, size_t *plen_out)
 {
 	struct rec_dir		*d = &t->rx;
 	const uint8_t		*p = t->in + t->in_off;
@@ -689,7 +690,7 @@ rec_open(struct tls *t, uint8_t *type, size_t *plen_out)
 	size_t			 expl = t->rec == REC_AES256GCM ? REC_EXPLICIT : 0;
 	size_t			 body, plen;
 	unsigned long long	 mlen;
-	uint8_t			 nonce[12], aad[13];
+	uint8_t			 nonce[12], aad[13], *dst = NULL;
 	int			 ret;
 
 	if (avail < REC_HDR)
@@ -708,14 +709,19 @@ rec_open(struct tls *t, uint8_t *type, size_t *plen_out)
 		return 0;
 	plen = body - expl - REC_TAG;
 	*type = p[0];
+	/* Straight into the consumer's buffer saves a copy of every byte. */
+	if (p[0] == REC_APPDATA && plen > 0 && t->cbs.read_dest != NULL)
+		dst = t->cbs.read_dest(t, plen);
+	if (dst == NULL)
+		dst = t->plain;
 	rec_nonce(t, d, d->seq, p + REC_HDR, nonce);
 	rec_aad(d->seq, p[0], plen, aad);
 	if (t->rec == REC_AES256GCM)
-		ret = crypto_aead_aes256gcm_decrypt_afternm(t->plain, &mlen,
+		ret = crypto_aead_aes256gcm_decrypt_afternm(dst, &mlen,
 		    NULL, p + REC_HDR + expl, plen + REC_TAG, aad, sizeof(aad),
 		    nonce, &d->aes);
 	else
-		ret = crypto_aead_chacha20poly1305_ietf_decrypt(t->plain,
+		ret = crypto_aead_chacha20poly1305_ietf_decrypt(dst,
 		    &mlen, NULL, p + REC_HDR + expl, plen + REC_TAG, aad,
 		    sizeof(aad), nonce, d->key);
 	if (ret != 0 || mlen != plen || d->seq == UINT64_MAX) {
@@ -727,6 +733,7 @@ rec_open(struct tls *t, uint8_t *type, size_t *plen_out)
 	}
 	t->in_off += REC_HDR + body;
 	d->seq++;
+	*out = dst;
 	*plen_out = plen;
 	return 1;
 }
@@ -735,12 +742,12 @@ rec_open(struct tls *t, uint8_t *type, size_t *plen_out)
 static void
 rec_read(struct tls *t)
 {
-	size_t	n = 0;
-	uint8_t	type = 0;
-	int	rc;
+	size_t	 n = 0;
+	uint8_t	 type = 0, *data = NULL;
+	int	 rc;
 
 	while (t->state == TLS_STATE_OPEN && !t->paused) {
-		rc = rec_open(t, &type, &n);
+		rc = rec_open(t, &type, &data, &n);
 		if (rc == 0 && !t->eof)
 			break;
 		if (rc == 0) {
@@ -756,7 +763,7 @@ rec_read(struct tls *t)
 		if (type == REC_APPDATA) {
 			if (n == 0)
 				continue;
-			t->cbs.on_read(t, t->plain, n);
+			t->cbs.on_read(t, data, n);
 			if (t->closing)
 				return;
 			continue;

@@ -203,6 +203,15 @@ int	proto_decoder_feed(struct proto_decoder *d, const uint8_t *buf,
 	    size_t len, size_t *consumed, struct proto_frame *frame,
 	    struct proto_err *err) SH_MUST_CHECK;
 enum proto_state	proto_decoder_state(const struct proto_decoder *d);
+/*
+ * Where the next `len` input bytes would be stored if they all belong to
+ * the body of the frame being read: a pointer into the decoder's buffer
+ * (room for `len` bytes is made), or NULL. A caller that can produce its
+ * input in place (TLS decrypting a record) writes the bytes there and then
+ * passes that same pointer to proto_decoder_feed(), which then does not
+ * copy them. The pointer is valid until the next feed or free.
+ */
+uint8_t	*proto_decoder_span(struct proto_decoder *d, size_t len);
 /* Unknown-type frames skipped so far. */
 uint64_t		proto_decoder_skipped(const struct proto_decoder *d);
 
@@ -266,6 +275,17 @@ int	proto_validate_cluster_config(
 int	proto_frame_encode(enum proto_type type,
 	    const struct ProtobufCMessage *msg, bool compress, uint8_t **out,
 	    size_t *out_len) SH_MUST_CHECK;
+/*
+ * A successful Response{id, data} frame laid out around a hole of `len`
+ * bytes for the data (*data, inside *out), so that a served block can be
+ * read straight into its frame instead of being copied there. Once the
+ * hole is filled the frame is byte for byte what proto_frame_encode()
+ * makes of that Response (uncompressed, as every Response we send). *out
+ * as above; `len` at most PROTO_WIRE_MAX_MSG_LEN - 16. Returns 0 or
+ * -E2BIG.
+ */
+int	proto_response_frame(int32_t id, size_t len, uint8_t **out,
+	    size_t *out_len, uint8_t **data) SH_MUST_CHECK;
 /* Close{reason}, uncompressed. Invalid UTF-8 in `reason` is replaced by
  * '?' and it is cut at 1024 bytes. *out as above; returns 0. */
 int	proto_close_encode(const char *reason, uint8_t **out, size_t *out_len)

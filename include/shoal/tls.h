@@ -68,6 +68,12 @@ struct tls_callbacks {
 	/* Decrypted application data (borrowed, valid during the call). Never
 	 * called while reads are paused or after tls_close(). */
 	void	(*on_read)(struct tls *t, const uint8_t *data, size_t len);
+	/* Optional (may be NULL): where on_read's next `len` bytes may be
+	 * decrypted, so that they arrive in place, or NULL for a buffer of
+	 * the session's. Asked only for whole records of application data
+	 * opened by the fast record layer; a record that fails
+	 * authentication leaves garbage there and closes the session. */
+	uint8_t	*(*read_dest)(struct tls *t, size_t len);
 	/* tls_write_queue_size() dropped to 0. */
 	void	(*on_drain)(struct tls *t);
 	/* Runs exactly once per successful tls_open(), after every handle is

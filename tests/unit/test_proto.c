@@ -1174,6 +1174,83 @@ test_proto_decoder_grows_with_data(void **state)
 	proto_decoder_free(d);
 }
 
+/*
+ * proto_decoder_span: bytes written where it says are taken in place (a
+ * TLS record decrypted into the body); nothing outside one body is offered.
+ */
+static void
+test_proto_decoder_span(void **state)
+{
+	static const uint8_t	 hdr[] = { 0x00, 0x02, 0x08, 0x04, 0x00,
+	    0x00, 0x00, 0x0a };	/* Response, M = 10 */
+	struct proto_decoder	*d;
+	struct proto_frame	 f;
+	uint8_t			*p, *q;
+	size_t			 used;
+
+	(void)state;
+	d = proto_decoder_new(NULL);
+	assert_null(proto_decoder_span(d, 1));	/* header length first */
+	assert_int_equal(proto_decoder_feed(d, hdr, sizeof(hdr), &used, &f,
+	    NULL), 0);
+	assert_int_equal(used, sizeof(hdr));
+	assert_null(proto_decoder_span(d, 11));	/* past the body */
+	assert_null(proto_decoder_span(d, 0));
+	p = proto_decoder_span(d, 4);
+	assert_non_null(p);
+	memcpy(p, "abcd", 4);
+	assert_int_equal(proto_decoder_feed(d, p, 4, &used, &f, NULL), 0);
+	assert_int_equal(used, 4);
+	q = proto_decoder_span(d, 6);
+	assert_ptr_equal(q, p + 4);
+	memcpy(q, "efghij", 6);
+	assert_int_equal(proto_decoder_feed(d, q, 6, &used, &f, NULL), 1);
+	assert_int_equal(used, 6);
+	assert_int_equal(f.type, PROTO_RESPONSE);
+	assert_int_equal(f.body_len, 10);
+	assert_memory_equal(f.body, "abcdefghij", 10);
+	/* The frame was handed out: the next bytes are a new header. */
+	assert_null(proto_decoder_span(d, 1));
+	proto_decoder_free(d);
+}
+
+/* A Response frame built around its data is what the encoder makes. */
+static void
+test_proto_response_frame(void **state)
+{
+	static const int32_t	 ids[] = { 0, 1, 300, -1, INT32_MAX };
+	static const size_t	 lens[] = { 0, 1, 127, 128, 16384, 1 << 20 };
+	Shoal__Bep__Response	 r = SHOAL__BEP__RESPONSE__INIT;
+	uint8_t			*want, *got, *data, *blk;
+	size_t			 wl, gl, i, k, b;
+
+	(void)state;
+	blk = xmalloc(1 << 20);
+	for (b = 0; b < (1 << 20); b++)
+		blk[b] = (uint8_t)(b * 7 + 3);
+	for (i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+		for (k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
+			r.id = ids[i];
+			r.data.data = blk;
+			r.data.len = lens[k];
+			assert_int_equal(proto_frame_encode(PROTO_RESPONSE,
+			    &r.base, false, &want, &wl), 0);
+			assert_int_equal(proto_response_frame(ids[i], lens[k],
+			    &got, &gl, &data), 0);
+			assert_true(data >= got && data + lens[k] == got + gl);
+			memcpy(data, blk, lens[k]);
+			assert_int_equal(gl, wl);
+			assert_memory_equal(got, want, wl);
+			util_bigbuf_free(want);
+			util_bigbuf_free(got);
+		}
+	}
+	assert_int_equal(proto_response_frame(1, PROTO_WIRE_MAX_MSG_LEN, &got,
+	    &gl, &data), -E2BIG);
+	assert_null(got);
+	free(blk);
+}
+
 static void
 test_proto_unknown_type_skipped(void **state)
 {
@@ -1595,6 +1672,8 @@ main(void)
 		cmocka_unit_test(test_proto_zero_lengths),
 		cmocka_unit_test(test_proto_decoder_rejects),
 		cmocka_unit_test(test_proto_decoder_grows_with_data),
+		cmocka_unit_test(test_proto_decoder_span),
+		cmocka_unit_test(test_proto_response_frame),
 		cmocka_unit_test(test_proto_unknown_type_skipped),
 		cmocka_unit_test(test_proto_validate_names),
 		cmocka_unit_test(test_proto_validate_fileinfo_rules),

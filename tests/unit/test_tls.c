@@ -81,6 +81,10 @@ struct side {
 	/* Interop: bytes seen. */
 	uint8_t		 first[4];
 	size_t		 first_len;
+	/* read_dest: records decrypted in place. */
+	uint8_t		 dest[16384];
+	size_t		 dest_asked;
+	size_t		 in_place;
 };
 
 struct fixture {
@@ -310,6 +314,8 @@ on_read(struct tls *t, const uint8_t *data, size_t len)
 			return;
 		}
 	}
+	if (data == s->dest)
+		s->in_place++;
 	if (!s->transfer)
 		return;
 	crypto_hash_sha256_update(&s->rx, data, len);
@@ -605,6 +611,45 @@ test_tls_transfer_fast_client_only(void **state)
 	transfer_both_ways(fx);
 	assert_false(fx->srv.fast);
 	assert_int_equal(fx->cli.fast, MBEDTLS_VERSION_NUMBER < 0x03000000);
+}
+
+/* Every other record may go to the consumer's buffer. */
+static uint8_t *
+on_read_dest(struct tls *t, size_t len)
+{
+	struct side	*s = tls_data(t);
+
+	assert_true(len > 0 && len <= sizeof(s->dest));
+	return s->dest_asked++ % 2 == 0 ? s->dest : NULL;
+}
+
+/*
+ * read_dest: fast records are decrypted where the consumer asks (on_read
+ * gets that pointer) or, when it declines, into the session's buffer; the
+ * stream arrives whole either way.
+ */
+static void
+test_tls_transfer_read_dest(void **state)
+{
+	struct fixture	*fx = *state;
+	static const struct tls_callbacks dest_cbs = {
+		.on_handshake = on_handshake,
+		.on_read = on_read,
+		.read_dest = on_read_dest,
+		.on_drain = on_drain,
+		.on_close = on_close,
+	};
+
+	fx->cli_cbs = &dest_cbs;
+	transfer_both_ways(fx);
+	if (!fx->cli.fast) {
+		/* mbedTLS's own record layer never asks. */
+		assert_int_equal(fx->cli.dest_asked, 0);
+		return;
+	}
+	assert_true(fx->cli.dest_asked >= XFER_TOTAL / 16384);
+	assert_int_equal(fx->cli.in_place, (fx->cli.dest_asked + 1) / 2);
+	assert_int_equal(fx->srv.dest_asked, 0);
 }
 
 /* A bad client made with mbedTLS directly, on its own thread. */
@@ -1221,6 +1266,8 @@ main(int argc, char *argv[])
 		    test_tls_transfer_fast_server_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_tls_transfer_fast_client_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tls_transfer_read_dest,
+		    setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_tls_fast_record_from_mbedtls_client, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tls_fast_record_tampered,
