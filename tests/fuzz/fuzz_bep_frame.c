@@ -3,13 +3,16 @@
  * libFuzzer target for the BEP frame decoder and the typed message layer:
  * the input is a byte stream as it would come out of TLS, fed in chunks
  * whose sizes derive from the input itself, so every split is tried over
- * the corpus. Each frame is decoded, validated, its FileInfos converted to
+ * the corpus; some chunks are written where proto_decoder_span() says, as
+ * TLS does when it decrypts in place. Each frame is decoded, validated,
+ * its FileInfos converted to
  * records, and re-encoded; nothing may crash, leak or allocate without
  * bound.
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "shoal/proto.h"
 #include "shoal/record.h"
@@ -60,6 +63,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct proto_decoder	*d;
 	struct proto_frame	 f;
 	uint32_t		 h = 2166136261u;
+	uint8_t			*span;
 	size_t			 off = 0, chunk, used, i;
 	int			 rc;
 
@@ -75,8 +79,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (chunk > size - off)
 			chunk = size - off;
 		while (chunk > 0) {
-			rc = proto_decoder_feed(d, data + off, chunk, &used,
-			    &f, NULL);
+			span = (h & 4) != 0 ? proto_decoder_span(d, chunk) :
+			    NULL;
+			if (span != NULL) {
+				memcpy(span, data + off, chunk);
+				rc = proto_decoder_feed(d, span, chunk, &used,
+				    &f, NULL);
+				/* A span lies inside one body: all taken. */
+				if (used != chunk)
+					abort();
+			} else {
+				rc = proto_decoder_feed(d, data + off, chunk,
+				    &used, &f, NULL);
+			}
 			if (rc < 0)
 				goto out;
 			off += used;
