@@ -21,6 +21,8 @@ PKGS := libuv libsodium sqlite3 liblz4 libprotobuf-c jansson libcrypto
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 # Debian 12's libmbedtls-dev ships no .pc file; http-parser has none either.
+# MBEDTLS_CFLAGS points at another mbedTLS's headers (docs/building.md).
+MBEDTLS_CFLAGS ?=
 MBEDTLS_LIBS ?= -lmbedtls -lmbedx509 -lmbedcrypto
 EXTRA_LIBS := $(MBEDTLS_LIBS) -lhttp_parser -lpthread -lm
 
@@ -30,7 +32,8 @@ ifeq ($(WERROR),1)
 WARN += -Werror
 endif
 FINAL_CFLAGS := -std=c11 -D_GNU_SOURCE -Iinclude -I$(BUILDDIR)/gen $(WARN) \
-	$(PKG_CFLAGS) -DSHOAL_VERSION='"$(VERSION)"' -MMD -MP $(CFLAGS)
+	$(MBEDTLS_CFLAGS) $(PKG_CFLAGS) -DSHOAL_VERSION='"$(VERSION)"' -MMD -MP \
+	$(CFLAGS)
 FINAL_LDFLAGS := $(LDFLAGS)
 FINAL_LIBS := $(PKG_LIBS) $(EXTRA_LIBS)
 
