@@ -1065,14 +1065,17 @@ abort_on_handshake(struct tls *t, int status)
 {
 	struct side	*s = tls_data(t);
 	uint8_t		*big;
+	size_t		 queued;
 
 	s->hs_count++;
 	s->hs_status = status;
-	/* The write cap is enforced before anything is encrypted. */
+	/* The write cap is enforced before anything is encrypted. A TLS 1.3
+	 * client's last flight (Finished) may still be queued here. */
+	queued = tls_write_queue_size(t);
 	big = xcalloc(1, TLS_WRITE_QUEUE_MAX + 1);
 	assert_int_equal(tls_write(t, big, TLS_WRITE_QUEUE_MAX + 1), -ENOBUFS);
 	free(big);
-	assert_int_equal(tls_write_queue_size(t), 0);
+	assert_int_equal(tls_write_queue_size(t), queued);
 	/* Abort with data still queued: nothing after this may run. */
 	assert_int_equal(tls_write(t, "x", 1), 0);
 	tls_close(t, -ECONNABORTED);
