@@ -133,6 +133,20 @@ rng_entropy(void *ctx, unsigned char *out, size_t len)
 	return 0;
 }
 
+/* mbedTLS 3.x may run key and certificate operations through PSA. */
+static int
+crypto_init(void)
+{
+	int	ret;
+
+	ret = tls_compat_crypto_init();
+	if (ret != 0) {
+		LOG_ERROR(COMP, "PSA crypto initialisation failed (%d)", ret);
+		return SH_ECRYPTO;
+	}
+	return 0;
+}
+
 static int
 rng_init(struct rng *r)
 {
@@ -353,6 +367,9 @@ identity_generate(const char *dir)
 	if (rc != 0)
 		goto out;
 
+	rc = crypto_init();
+	if (rc != 0)
+		goto out;
 	rc = rng_init(&r);
 	if (rc != 0)
 		goto out;
@@ -503,6 +520,9 @@ identity_load(const char *dir, struct identity **out)
 	mbedtls_x509_crt_init(&id->crt);
 	mbedtls_pk_init(&id->key);
 
+	rc = crypto_init();
+	if (rc != 0)
+		goto out;
 	rc = util_read_file(cert_path, IDENTITY_FILE_MAX, &cert_pem,
 	    &cert_len);
 	if (rc != 0) {

@@ -480,14 +480,13 @@ tls_config_new(struct identity *id, struct tls_config **out)
 		rc = SH_ECRYPTO;
 		goto out;
 	}
-#if MBEDTLS_VERSION_NUMBER >= 0x03000000 && defined(MBEDTLS_PSA_CRYPTO_C)
 	/* 3.x runs TLS 1.3 and much of 1.2 through PSA. */
-	if (psa_crypto_init() != PSA_SUCCESS) {
-		LOG_ERROR(COMP, "PSA crypto initialisation failed");
+	ret = tls_compat_crypto_init();
+	if (ret != 0) {
+		LOG_ERROR(COMP, "PSA crypto initialisation failed (%d)", ret);
 		rc = SH_ECRYPTO;
 		goto out;
 	}
-#endif
 	ret = mbedtls_ctr_drbg_seed(&cfg->drbg, rng_entropy, NULL, pers,
 	    sizeof(pers) - 1);
 	if (ret != 0) {
@@ -1665,6 +1664,16 @@ tls_wire_bytes(const struct tls *t, uint64_t *in, uint64_t *out)
  * Version compatibility for identity.c (tls_int.h): the project keeps every
  * mbedTLS version gate in this file.
  */
+int
+tls_compat_crypto_init(void)
+{
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000 && defined(MBEDTLS_PSA_CRYPTO_C)
+	return (int)psa_crypto_init();
+#else
+	return 0;
+#endif
+}
+
 int
 tls_compat_sha256(const uint8_t *data, size_t len, uint8_t out[32])
 {

@@ -14,6 +14,12 @@
 #include <mbedtls/pk.h>
 #include <mbedtls/x509_crt.h>
 
+/*
+ * Start 3.x's PSA crypto (psa_crypto_init), which TLS 1.3, and with
+ * MBEDTLS_USE_PSA_CRYPTO also keys and certificates, rely on; idempotent.
+ * Returns 0 or a PSA status; 2.x has nothing to start.
+ */
+int	tls_compat_crypto_init(void);
 /* SHA-256 of len bytes (mbedtls_sha256 / mbedtls_sha256_ret). */
 int	tls_compat_sha256(const uint8_t *data, size_t len, uint8_t out[32]);
 /* Parse a PEM/DER private key; the RNG is used only on 3.x. */
