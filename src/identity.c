@@ -10,7 +10,8 @@
  *
  * Device IDs are formatted and parsed exactly as Syncthing does (§3):
  * base32, one Luhn-mod-32 check character per 13-character group, dashes
- * every 7 characters. Every mbedTLS version gate of this module lives here.
+ * every 7 characters. This module has no mbedTLS version gate of its own:
+ * the ones it needs are the tls_compat_* helpers at the end of tls.c.
  */
 #include <sys/stat.h>
 
