@@ -264,10 +264,9 @@ conflict_prune_at(int dirfd, const char *name, const char *newest,
 		rc = -errno;
 		goto out;
 	}
-	d = fdopendir(fd);
+	d = util_fdopendir(fd);
 	if (d == NULL) {
 		rc = -errno;
-		close(fd);
 		goto out;
 	}
 	while ((de = readdir(d)) != NULL) {

@@ -1096,11 +1096,9 @@ remove_deletable(struct job *j)
 	    O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	d = fdopendir(fd);
-	if (d == NULL) {
-		close(fd);
+	d = util_fdopendir(fd);
+	if (d == NULL)
 		return -ENOTEMPTY;
-	}
 	while (rc == 0 && (de = readdir(d)) != NULL) {
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;

@@ -416,10 +416,9 @@ list_dir(const char *root, const char *dir, char ***out, size_t *count)
 		rc = fd;
 		goto out;
 	}
-	d = fdopendir(fd);
+	d = util_fdopendir(fd);
 	if (d == NULL) {
 		rc = -errno;
-		close(fd);
 		goto out;
 	}
 	for (;;) {

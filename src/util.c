@@ -430,6 +430,21 @@ util_pread_full(int fd, void *buf, size_t len, off_t off)
 	return (ssize_t)got;
 }
 
+DIR *
+util_fdopendir(int fd)
+{
+	DIR	*d;
+	int	 saved;
+
+	d = fdopendir(fd);
+	if (d == NULL) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+	}
+	return d;
+}
+
 int
 util_open_direct_twin(int dirfd, const char *base, int fd, int access)
 {

@@ -8,6 +8,7 @@
 #ifndef SHOAL_UTIL_H
 #define SHOAL_UTIL_H
 
+#include <dirent.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -189,6 +190,8 @@ ssize_t	util_pread_full(int fd, void *buf, size_t len, off_t off);
  */
 int	util_open_direct_twin(int dirfd, const char *base, int fd,
 	    int access);
+/* fdopendir() that owns `fd` either way: closed on failure (errno kept). */
+DIR	*util_fdopendir(int fd);
 /*
  * util_pread_full, but a range that is not all in the page cache (asked
  * with mincore) is read past it through `direct_fd` (from

@@ -446,6 +446,29 @@ test_util_str_hash(void **state)
 	assert_true(util_str_hash("foobar") == 0x85944171f73967e8ULL);
 }
 
+/* util_fdopendir owns the descriptor: a failure closes it, errno kept. */
+static void
+test_util_fdopendir(void **state)
+{
+	DIR	*d;
+	int	 fd;
+
+	(void)state;
+	fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	d = util_fdopendir(fd);
+	assert_non_null(d);
+	assert_int_equal(closedir(d), 0);
+
+	fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	errno = 0;
+	assert_null(util_fdopendir(fd));
+	assert_int_equal(errno, ENOTDIR);
+	assert_int_equal(fcntl(fd, F_GETFD), -1);
+	assert_int_equal(errno, EBADF);
+}
+
 int
 main(void)
 {
@@ -454,6 +477,7 @@ main(void)
 		cmocka_unit_test(test_util_buf_cap),
 		cmocka_unit_test(test_util_bigbuf_reuse),
 		cmocka_unit_test(test_util_strset),
+		cmocka_unit_test(test_util_fdopendir),
 		cmocka_unit_test(test_util_pread_uncached),
 		cmocka_unit_test(test_util_atomic_write_roundtrip),
 		cmocka_unit_test(test_util_atomic_write_faults),
