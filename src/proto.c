@@ -1184,6 +1184,25 @@ proto_msg_files(const struct proto_msg *msg, const char **folder,
 
 /* Encoding */
 
+/*
+ * A frame buffer for `h` and a body of `body_len` bytes, with the header
+ * length, the header and the body length written; the body goes at
+ * frame + *head.
+ */
+static uint8_t *
+frame_alloc(const Shoal__Bep__Header *h, size_t body_len, size_t *head)
+{
+	uint8_t	*frame;
+	size_t	 hl = shoal__bep__header__get_packed_size(h);
+
+	*head = 2 + hl + 4;
+	frame = util_bigbuf_alloc(*head + body_len);
+	put_be16(frame, (uint16_t)hl);
+	(void)shoal__bep__header__pack(h, frame + 2);
+	util_put_be32(frame + 2 + hl, (uint32_t)body_len);
+	return frame;
+}
+
 int
 proto_frame_encode(enum proto_type type, const struct ProtobufCMessage *msg,
     bool compress, uint8_t **out, size_t *out_len)
@@ -1191,7 +1210,7 @@ proto_frame_encode(enum proto_type type, const struct ProtobufCMessage *msg,
 	Shoal__Bep__Header	 h = SHOAL__BEP__HEADER__INIT;
 	uint8_t			*body = NULL, *z = NULL, *frame = NULL;
 	const uint8_t		*payload;
-	size_t			 s, hl, ml, zcap;
+	size_t			 s, head, ml, zcap;
 	int			 zn, rc;
 
 	*out = NULL;
@@ -1210,14 +1229,10 @@ proto_frame_encode(enum proto_type type, const struct ProtobufCMessage *msg,
 	if (!compress || s < PROTO_COMPRESS_MIN_LEN) {
 		/* Straight into the frame: a Response's block is copied
 		 * once, not twice. */
-		hl = shoal__bep__header__get_packed_size(&h);
-		frame = util_bigbuf_alloc(2 + hl + 4 + s);
-		put_be16(frame, (uint16_t)hl);
-		(void)shoal__bep__header__pack(&h, frame + 2);
-		util_put_be32(frame + 2 + hl, (uint32_t)s);
-		(void)protobuf_c_message_pack(msg, frame + 2 + hl + 4);
+		frame = frame_alloc(&h, s, &head);
+		(void)protobuf_c_message_pack(msg, frame + head);
 		*out = frame;
-		*out_len = 2 + hl + 4 + s;
+		*out_len = head + s;
 		return 0;
 	}
 	body = xmalloc(s);
@@ -1238,15 +1253,11 @@ proto_frame_encode(enum proto_type type, const struct ProtobufCMessage *msg,
 			    SHOAL__BEP__MSG_COMPRESSION__MSG_COMPRESSION_LZ4;
 		}
 	}
-	hl = shoal__bep__header__get_packed_size(&h);
-	frame = util_bigbuf_alloc(2 + hl + 4 + ml);
-	put_be16(frame, (uint16_t)hl);
-	(void)shoal__bep__header__pack(&h, frame + 2);
-	util_put_be32(frame + 2 + hl, (uint32_t)ml);
+	frame = frame_alloc(&h, ml, &head);
 	if (ml > 0)
-		memcpy(frame + 2 + hl + 4, payload, ml);
+		memcpy(frame + head, payload, ml);
 	*out = frame;
-	*out_len = 2 + hl + 4 + ml;
+	*out_len = head + ml;
 	frame = NULL;
 	rc = 0;
 out:
@@ -1276,7 +1287,7 @@ proto_response_frame(int32_t id, size_t len, uint8_t **out, size_t *out_len,
 {
 	Shoal__Bep__Header	 h = SHOAL__BEP__HEADER__INIT;
 	uint8_t			 pre[1 + 10 + 1 + 10], *frame;
-	size_t			 pl = 0, hl, s;
+	size_t			 pl = 0, head, s;
 
 	*out = *data = NULL;
 	*out_len = 0;
@@ -1294,15 +1305,11 @@ proto_response_frame(int32_t id, size_t len, uint8_t **out, size_t *out_len,
 	}
 	s = pl + len;
 	h.type = SHOAL__BEP__MSG_TYPE__MSG_RESPONSE;
-	hl = shoal__bep__header__get_packed_size(&h);
-	frame = util_bigbuf_alloc(2 + hl + 4 + s);
-	put_be16(frame, (uint16_t)hl);
-	(void)shoal__bep__header__pack(&h, frame + 2);
-	util_put_be32(frame + 2 + hl, (uint32_t)s);
-	memcpy(frame + 2 + hl + 4, pre, pl);
+	frame = frame_alloc(&h, s, &head);
+	memcpy(frame + head, pre, pl);
 	*out = frame;
-	*out_len = 2 + hl + 4 + s;
-	*data = frame + 2 + hl + 4 + pl;
+	*out_len = head + s;
+	*data = frame + head + pl;
 	return 0;
 }
 
