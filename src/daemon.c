@@ -130,7 +130,7 @@ find_folder(struct daemon *d, const char *id, size_t *index)
 }
 
 /* A local change was committed: peers get it in their next batch, at once
- * when a scan has ended (r == NULL). */
+ * when a scan or pull pass has ended (r == NULL). */
 static void
 on_folder_change(struct folder *f, const struct record *r, void *arg)
 {

@@ -51,9 +51,9 @@ struct folder_status {
 
 /*
  * Called on every local change committed by a scan or a pull, and with
- * r == NULL when a scan that changed something has ended: the batch is
- * complete, so peers can be told now instead of after the coalescing
- * delay.
+ * r == NULL when a scan or a pull pass that changed something has ended:
+ * the batch is complete, so peers can be told now instead of after the
+ * coalescing delay.
  */
 typedef void (*folder_change_cb)(struct folder *f, const struct record *r,
 	    void *arg);

@@ -21,7 +21,9 @@
 
 #include "shoal/db.h"
 #include "shoal/folder.h"
+#include "shoal/identity.h"
 #include "shoal/log.h"
+#include "shoal/record.h"
 #include "shoal/util.h"
 
 #define SHORT_ID	0x42ULL
@@ -433,10 +435,79 @@ test_folder_watcher_batch_is_one_scan(void **state)
 	assert_int_equal(st.scans_completed, 2);
 }
 
+/* Poll the loop until the folder has completed `n` pull passes. */
+static void
+run_until_pulls(struct fx *x, uint64_t n)
+{
+	struct folder_status	st;
+	uint64_t		end = util_now_ms() + TIMEOUT_MS;
+
+	do {
+		(void)uv_run(&x->loop, UV_RUN_ONCE);
+		status(x, &st);
+	} while ((st.pulls_completed < n || st.state != FOLDER_STATE_IDLE) &&
+	    util_now_ms() < end);
+	assert_true(st.pulls_completed >= n);
+	assert_int_equal(st.state, FOLDER_STATE_IDLE);
+}
+
+/* A pull pass that stored records signals its end once, like a scan, so
+ * peers hear of the last batch at once; a pass that stored nothing does
+ * not. */
+static void
+test_folder_pull_end_signals(void **state)
+{
+	struct fx		*x = *state;
+	struct folder_status	 st;
+	struct device_id	 them;
+	struct record		*r;
+	int64_t			 rdev;
+	struct stat		 sb;
+	char			*p;
+	uint64_t		 pulls;
+
+	mk(x->root, ".stfolder");
+	open_folder(x);
+	run_until_scans(x, 1);
+	assert_int_equal(x->batch_ends, 0);
+	status(x, &st);
+	pulls = st.pulls_completed;
+
+	memset(&them, 0xC7, sizeof(them));
+	assert_int_equal(db_device_idx(x->db, &them, &rdev), 0);
+	r = record_new();
+	r->name = xstrdup("d");
+	r->type = RECORD_TYPE_DIRECTORY;
+	r->permissions = 0755;
+	r->modified_s = 1700000000;
+	r->modified_by = identity_short_id(&them);
+	record_vector_update(&r->version, r->modified_by, 1);
+	r->sequence = 1;
+	assert_int_equal(record_validate(r), 0);
+	assert_int_equal(db_remote_put(x->db, folder_idx(x->f), rdev, r), 0);
+	record_free(r);
+	folder_remote_changed(x->f);
+	run_until_pulls(x, pulls + 1);
+	p = util_path_join(x->root, "d");
+	assert_int_equal(stat(p, &sb), 0);
+	free(p);
+	assert_true(S_ISDIR(sb.st_mode));
+	assert_int_equal(x->changes, 1);
+	assert_int_equal(x->batch_ends, 1);
+
+	/* Nothing needed: the next pass stores nothing and signals nothing. */
+	folder_remote_changed(x->f);
+	run_until_pulls(x, pulls + 2);
+	assert_int_equal(x->changes, 1);
+	assert_int_equal(x->batch_ends, 1);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(
+		    test_folder_pull_end_signals, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_folder_watcher_batch_is_one_scan, setup, teardown),
 		cmocka_unit_test_setup_teardown(
