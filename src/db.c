@@ -442,6 +442,12 @@ cache_bump(struct db *db, int64_t folder)
 		c->gen++;
 }
 
+uint64_t
+db_folder_gen(struct db *db, int64_t folder)
+{
+	return cache_find(db, folder, true)->gen;
+}
+
 static void
 cache_bump_all(struct db *db)
 {

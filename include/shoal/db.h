@@ -95,6 +95,13 @@ int	db_device_id(struct db *db, int64_t device, struct device_id *out)
 int	db_file_get(struct db *db, int64_t folder, int64_t device,
 	    const char *name, struct record **out) SH_MUST_CHECK;
 /*
+ * The folder's generation: it changes with every change to the folder's
+ * records (a rollback included), so a record read while it had one value
+ * is still current while it has that value. For callers that keep a
+ * record between events.
+ */
+uint64_t	db_folder_gen(struct db *db, int64_t folder);
+/*
  * Store a record of this device. Assigns r->sequence = the folder's next
  * local sequence (strictly increasing, never reused) before storing. Also
  * maintains the block hash -> (name, offset) lookup.

@@ -4,7 +4,8 @@
 # server, not served wrong; a block whose content changed behind unchanged
 # size, mtime and inode is served without the server hashing it (it trusts
 # the metadata as its scanner does) and the requester's hash check rejects
-# it; a peer answering with wrong data is caught by the hash check.
+# it; a file grown and rescanned is served against its new record; a
+# peer answering with wrong data is caught by the hash check.
 . ./lib.sh
 
 init_node a
@@ -31,6 +32,20 @@ expect_eq "blocks failed" "$(printf '%s' "$res" | jq .blocks_failed)" 0
 expect_eq "fetched digest" "$(printf '%s' "$res" | jq -r .sha256)" \
     "$(sha256sum "$T/fa/big.bin" | cut -d' ' -f1)"
 
+# a keeps the record it served last while its index is unchanged; once a
+# rescan stores a new one, requests are judged against that: the blocks of
+# the grown file past its old size are served, not refused as outside.
+head -c 100000 /dev/urandom >>"$T/fa/big.bin"
+sh_node a scan f || fail "scan request"
+grown_known() { [ "$(remote_field b a f big.bin size)" = 1100000 ]; }
+wait_until 20 grown_known || fail "b lacks a's grown big.bin"
+api b POST "/rest/debug/fetch?device=$aid&folder=f&name=big.bin" >/dev/null || fail "fetch start"
+wait_until 20 fetch_done || fail "fetch did not finish"
+res=$(api b GET /rest/debug/fetch)
+expect_eq "grown file served" "$(printf '%s' "$res" | jq .blocks_ok)/$(printf '%s' "$res" | jq .blocks_failed)" 9/0
+expect_eq "grown digest" "$(printf '%s' "$res" | jq -r .sha256)" \
+    "$(sha256sum "$T/fa/big.bin" | cut -d' ' -f1)"
+
 # The file changes on a's disk but a has not rescanned (no watcher): the
 # old block hash no longer matches, so a answers NO_SUCH_FILE.
 printf 'has changed' >"$T/fa/change.txt"
@@ -51,6 +66,7 @@ api b POST "/rest/debug/fetch?device=$aid&folder=f&name=same.txt" >/dev/null || 
 wait_until 20 fetch_done || fail "fetch did not finish"
 expect_eq "stale block rejected by requester" "$(api b GET /rest/debug/fetch | jq .blocks_failed)" 1
 expect_eq "stale block caught by its hash" "$(bad_lines)" 1
+
 
 # A peer that lies about a block's content.
 port_file="$T/liar.port"

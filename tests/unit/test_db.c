@@ -1064,6 +1064,48 @@ test_db_status_cache(void **state)
 		record_free(r[i]);
 }
 
+/* The folder generation moves with every change to the folder's records
+ * (conn.c keeps a served record while it holds) and only then. */
+static void
+test_db_folder_gen(void **state)
+{
+	struct fixture		*f = *state;
+	struct device_id	 id;
+	struct record		*r, *got = NULL;
+	int64_t			 dev, other;
+	uint64_t		 g0, g1, g2, g3, g4;
+
+	memset(&id, 0x44, sizeof(id));
+	assert_int_equal(db_device_idx(f->db, &id, &dev), 0);
+	assert_int_equal(db_folder_idx(f->db, "other", &other), 0);
+	g0 = db_folder_gen(f->db, f->folder);
+	assert_true(db_folder_gen(f->db, f->folder) == g0);
+	r = mkfile("g", 2, 3);
+	put_local(f, r);
+	g1 = db_folder_gen(f->db, f->folder);
+	assert_true(g1 != g0);
+	/* Reads and another folder's changes leave it alone. */
+	assert_int_equal(db_file_get(f->db, f->folder, DB_LOCAL_DEVICE, "g",
+	    &got), 0);
+	record_free(got);
+	r->sequence = 0;
+	assert_int_equal(db_local_put(f->db, other, r), 0);
+	assert_true(db_folder_gen(f->db, f->folder) == g1);
+	/* A remote record, a drop and a rollback each move it. */
+	r->sequence = 9;
+	assert_int_equal(db_remote_put(f->db, f->folder, dev, r), 0);
+	g2 = db_folder_gen(f->db, f->folder);
+	assert_true(g2 != g1);
+	assert_int_equal(db_files_drop(f->db, f->folder, dev), 0);
+	g3 = db_folder_gen(f->db, f->folder);
+	assert_true(g3 != g2);
+	assert_int_equal(db_begin(f->db), 0);
+	db_rollback(f->db);
+	g4 = db_folder_gen(f->db, f->folder);
+	assert_true(g4 != g3);
+	record_free(r);
+}
+
 static void
 test_db_query_plans(void **state)
 {
@@ -1138,6 +1180,8 @@ main(void)
 		    test_db_failed_transaction_sticks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_db_folder_drop,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_db_folder_gen, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_db_status_cache, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_db_query_plans,
