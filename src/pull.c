@@ -1072,52 +1072,157 @@ out:
 }
 
 /* Pool work: deletion. A directory goes only when empty (design.md §6). */
+
+/* Levels of deletable directories removed below a deleted one: each holds
+ * a descriptor while the next is read. */
+#define PULL_DELETE_DEPTH	32
+/* Entries of one directory a deletion looks at. */
+#define PULL_DELETE_NAMES	4096
+
+struct del_ent {
+	char	*name;
+	bool	 dir;
+};
+
+static void
+del_ents_free(struct del_ent *e, size_t n)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++)
+		free(e[i].name);
+	free(e);
+}
+
 /*
- * A directory to delete holds entries: remove them if every one is a file
- * or symlink that .stignore marks deletable ((?d), bep-brief §13), so
- * ignored clutter (.DS_Store, Thumbs.db) does not keep it alive. Anything
- * else (a subdirectory, an ignored file without (?d), a file we do not
- * know) keeps the directory and everything in it. 0 when emptied.
- * Pool thread; the ignore patterns are not swapped while a pull runs.
+ * Open the directory `name` under `parent` (never through a symlink) and
+ * read all its entries before anything is removed from it: removing while
+ * readdir walks leaves what it returns next unspecified. 0, -ENOTEMPTY
+ * past PULL_DELETE_NAMES entries, or -errno. On success *d_out stays open
+ * for the removals (closedir) and *out is the caller's to free.
  */
 static int
-remove_deletable(struct job *j)
+del_read(int parent, const char *name, DIR **d_out, struct del_ent **out,
+    size_t *count)
 {
-	const struct ignore	*ig = j->p->p.ignore;
-	struct dirent		*de;
-	DIR			*d;
-	char			*rel, **names = NULL;
-	size_t			 n = 0, i;
-	int			 fd, rc = 0;
+	struct del_ent	*e = NULL;
+	struct dirent	*de;
+	struct stat	 st;
+	DIR		*d;
+	size_t		 n = 0;
+	int		 fd, rc = 0;
 
-	if (ig == NULL)
-		return -ENOTEMPTY;
-	fd = openat(j->dirfd, j->base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	*out = NULL;
+	*count = 0;
+	fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 	    O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	d = util_fdopendir(fd);
 	if (d == NULL)
-		return -ENOTEMPTY;
-	while (rc == 0 && (de = readdir(d)) != NULL) {
+		return -errno;
+	for (;;) {
+		errno = 0;
+		de = readdir(d);
+		if (de == NULL) {
+			rc = -errno;
+			break;
+		}
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
-		rel = xasprintf("%s/%s", j->name, de->d_name);
-		if (de->d_type == DT_DIR ||
-		    ignore_match(ig, rel) != IGNORE_YES_DELETABLE || n >= 1024)
+		if (n >= PULL_DELETE_NAMES) {
 			rc = -ENOTEMPTY;
-		else {
-			names = xreallocarray(names, n + 1, sizeof(*names));
-			names[n++] = xstrdup(de->d_name);
+			break;
 		}
+		e = xreallocarray(e, n + 1, sizeof(*e));
+		e[n].name = xstrdup(de->d_name);
+		e[n].dir = de->d_type == DT_DIR;
+		if (de->d_type == DT_UNKNOWN)
+			e[n].dir = fstatat(fd, de->d_name, &st,
+			    AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+		n++;
+	}
+	if (rc != 0) {
+		del_ents_free(e, n);
+		closedir(d);
+		return rc;
+	}
+	*d_out = d;
+	*out = e;
+	*count = n;
+	return 0;
+}
+
+/*
+ * Remove the directory `name` under `parent` and everything in it: it is
+ * ignored and deletable, and so is what it holds (bep-brief §13). Symlinks
+ * are removed, never followed. 0 or -errno; -ENOTEMPTY deeper than
+ * PULL_DELETE_DEPTH.
+ */
+static int
+remove_tree(int parent, const char *name, int depth)
+{
+	struct del_ent	*e;
+	DIR		*d;
+	size_t		 n, i;
+	int		 rc;
+
+	if (depth > PULL_DELETE_DEPTH)
+		return -ENOTEMPTY;
+	rc = del_read(parent, name, &d, &e, &n);
+	if (rc != 0)
+		return rc;
+	for (i = 0; rc == 0 && i < n; i++) {
+		if (e[i].dir)
+			rc = remove_tree(dirfd(d), e[i].name, depth + 1);
+		else if (unlinkat(dirfd(d), e[i].name, 0) != 0)
+			rc = -errno;
+	}
+	del_ents_free(e, n);
+	closedir(d);
+	if (rc == 0 && unlinkat(parent, name, AT_REMOVEDIR) != 0)
+		rc = -errno;
+	return rc;
+}
+
+/*
+ * A directory to delete holds entries: remove them if every one is a file,
+ * symlink or directory that .stignore marks deletable ((?d), bep-brief
+ * §13), so ignored clutter (.DS_Store, __pycache__/) does not keep it
+ * alive; a deletable directory goes with all it holds. Anything else (an
+ * ignored entry without (?d), a file or directory we do not know) keeps
+ * the directory and everything in it: nothing is removed unless all of
+ * it may be. 0 when emptied. Pool thread; the ignore patterns are not
+ * swapped while a pull runs.
+ */
+static int
+remove_deletable(struct job *j)
+{
+	const struct ignore	*ig = j->p->p.ignore;
+	struct del_ent		*e;
+	DIR			*d;
+	char			*rel;
+	size_t			 n, i;
+	int			 rc;
+
+	if (ig == NULL)
+		return -ENOTEMPTY;
+	rc = del_read(j->dirfd, j->base, &d, &e, &n);
+	if (rc != 0)
+		return rc;
+	for (i = 0; rc == 0 && i < n; i++) {
+		rel = xasprintf("%s/%s", j->name, e[i].name);
+		if (ignore_match(ig, rel) != IGNORE_YES_DELETABLE)
+			rc = -ENOTEMPTY;
 		free(rel);
 	}
-	for (i = 0; i < n; i++) {
-		if (rc == 0 && unlinkat(dirfd(d), names[i], 0) != 0)
+	for (i = 0; rc == 0 && i < n; i++) {
+		if (e[i].dir)
+			rc = remove_tree(dirfd(d), e[i].name, 1);
+		else if (unlinkat(dirfd(d), e[i].name, 0) != 0)
 			rc = -errno;
-		free(names[i]);
 	}
-	free(names);
+	del_ents_free(e, n);
 	closedir(d);
 	return rc;
 }
