@@ -1516,11 +1516,52 @@ test_pull_temp_name(void **state)
 	free(t);
 }
 
+/* A record without permissions (a Windows peer's, bep-brief §10.11) is
+ * written 0644 and the next scan does not take the mode for a local
+ * change: no new version would bounce back to the peer. */
+static void
+test_pull_no_permissions_not_a_change(void **state)
+{
+	struct fx	*f = *state;
+	struct record	*r, *l;
+	struct stat	 st;
+	uint8_t		 data[3000];
+	int64_t		 seq;
+	char		*p;
+
+	fill(data, sizeof(data), 5);
+	write_file(f, "seed.bin", data, sizeof(data));	/* blocks found here */
+	scan(f);
+	r = remote_file(f, "win.txt", data, sizeof(data), NULL, 1700000000,
+	    0666);
+	r->no_permissions = true;
+	remote_put(f, r);
+	assert_int_equal(run_pull(f), 0);
+	assert_int_equal(f->prog.files_done, 1);
+	p = path_of(f, "win.txt");
+	assert_int_equal(stat(p, &st), 0);
+	free(p);
+	assert_int_equal(st.st_mode & 0777, 0644);
+	l = local(f, "win.txt");
+	assert_true(l->no_permissions);
+	seq = l->sequence;
+	record_free(l);
+	scan(f);
+	l = local(f, "win.txt");
+	assert_int_equal(l->sequence, seq);
+	assert_int_equal(record_vector_compare(&l->version, &r->version),
+	    RECORD_EQUAL);
+	record_free(l);
+	record_free(r);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pull_temp_name),
+		cmocka_unit_test_setup_teardown(
+		    test_pull_no_permissions_not_a_change, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_pull_rename_from_local_blocks, setup, teardown),
 		cmocka_unit_test_setup_teardown(
