@@ -106,7 +106,7 @@ conflict_is_copy(const char *name)
 static int
 rename_noreplace(int dirfd, const char *from, const char *to)
 {
-	return util_renameat(dirfd, from, to, true);
+	return util_wd_renameat(dirfd, from, to, true);
 }
 
 int
@@ -284,8 +284,8 @@ conflict_prune_at(int dirfd, const char *name, const char *newest,
 	for (i = (size_t)keep; i < n; i++) {
 		rel = xasprintf("%.*s%s", (int)dir_len, name,
 		    names[i] + KEY_PREFIX);
-		if (unlinkat(dirfd, names[i] + KEY_PREFIX, 0) != 0) {
-			rc = -errno;
+		rc = util_wd_unlinkat(dirfd, names[i] + KEY_PREFIX, 0);
+		if (rc != 0) {
 			LOG_WARN("conflict", "cannot remove old conflict copy "
 			    "\"%s\": %s", log_escape(rel, e, sizeof(e)),
 			    sh_strerror(rc));

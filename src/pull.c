@@ -501,7 +501,7 @@ content_is(int fd, const struct record *g)
 static int
 rename_in(int dirfd, const char *from, const char *to, bool noreplace)
 {
-	return util_renameat(dirfd, from, to, noreplace);
+	return util_wd_renameat(dirfd, from, to, noreplace);
 }
 
 
@@ -614,10 +614,11 @@ file_prep_work(uv_work_t *req)
 	}
 	j->was_absent = absent;
 
-	j->tmpfd = openat(j->dirfd, j->tmpname, O_RDWR | O_CREAT | O_NOFOLLOW |
-	    O_CLOEXEC | O_NONBLOCK, 0600);
+	j->tmpfd = util_wd_openat(j->dirfd, j->tmpname, O_RDWR | O_CREAT |
+	    O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
 	if (j->tmpfd < 0) {
-		rc = -errno;
+		rc = j->tmpfd;
+		j->tmpfd = -1;
 		if (rc == -ELOOP)
 			j->bad_name = true;
 		goto out;
@@ -742,10 +743,9 @@ finish_place(struct job *j)
 		absent = j->copy_name != NULL;
 	} else if (!absent && S_ISDIR(st.st_mode)) {
 		/* A directory in the way goes only when empty (§10.3). */
-		if (unlinkat(j->dirfd, j->base, AT_REMOVEDIR) != 0) {
-			rc = -errno;
+		rc = util_wd_unlinkat(j->dirfd, j->base, AT_REMOVEDIR);
+		if (rc != 0)
 			goto out;
-		}
 		absent = true;
 	}
 	rc = rename_in(j->dirfd, j->tmpname, j->base, absent);
@@ -754,8 +754,7 @@ finish_place(struct job *j)
 		const char	*cb = strrchr(j->copy_name, '/');
 
 		cb = cb != NULL ? cb + 1 : j->copy_name;
-		if (renameat2(j->dirfd, cb, j->dirfd, j->base,
-		    RENAME_NOREPLACE) == 0) {
+		if (util_wd_renameat(j->dirfd, cb, j->base, true) == 0) {
 			free(j->copy_name);
 			j->copy_name = NULL;
 		}
@@ -959,10 +958,10 @@ dir_work(uv_work_t *req)
 			if (rc != 0)
 				goto out;
 		}
-		if (j->copy_name == NULL &&
-		    unlinkat(j->dirfd, j->base, 0) != 0) {
-			rc = -errno;
-			goto out;
+		if (j->copy_name == NULL) {
+			rc = util_wd_unlinkat(j->dirfd, j->base, 0);
+			if (rc != 0)
+				goto out;
 		}
 		absent = true;
 	}
@@ -971,11 +970,10 @@ dir_work(uv_work_t *req)
 		if (rc != 0)
 			goto out;
 		/* Private until its mode is set, unless no mode is set. */
-		if (mkdirat(j->dirfd, j->base, j->ignore_perms ||
-		    g->no_permissions ? 0777 : 0700) != 0) {
-			rc = -errno;
+		rc = util_wd_mkdirat(j->dirfd, j->base, j->ignore_perms ||
+		    g->no_permissions ? 0777 : 0700);
+		if (rc != 0)
 			goto out;
-		}
 	}
 	if (!j->ignore_perms && !g->no_permissions &&
 	    fchmodat(j->dirfd, j->base, (mode_t)(g->permissions & 0777), 0) !=
@@ -1025,24 +1023,21 @@ symlink_work(uv_work_t *req)
 	rc = marker_check(j->p->marker);
 	if (rc != 0)
 		goto out;
-	if (unlinkat(j->dirfd, j->tmpname, 0) != 0 && errno != ENOENT) {
-		rc = -errno;
+	rc = util_wd_unlinkat(j->dirfd, j->tmpname, 0);
+	if (rc != 0 && rc != -ENOENT)
 		goto out;
-	}
-	if (symlinkat(g->symlink_target, j->dirfd, j->tmpname) != 0) {
-		rc = -errno;
+	rc = util_wd_symlinkat(g->symlink_target, j->dirfd, j->tmpname);
+	if (rc != 0)
 		goto out;
-	}
 	if (!absent && S_ISREG(st.st_mode) && j->conflict) {
 		rc = move_aside(j);
 		if (rc != 0)
 			goto out_tmp;
 		absent = j->copy_name != NULL;
 	} else if (!absent && S_ISDIR(st.st_mode)) {
-		if (unlinkat(j->dirfd, j->base, AT_REMOVEDIR) != 0) {
-			rc = -errno;
+		rc = util_wd_unlinkat(j->dirfd, j->base, AT_REMOVEDIR);
+		if (rc != 0)
 			goto out_tmp;
-		}
 		absent = true;
 	}
 	rc = rename_in(j->dirfd, j->tmpname, j->base, absent);
@@ -1065,7 +1060,7 @@ stat:
 	rc = 0;
 	goto out;
 out_tmp:
-	(void)unlinkat(j->dirfd, j->tmpname, 0);
+	(void)util_wd_unlinkat(j->dirfd, j->tmpname, 0);
 out:
 	free(target);
 	j->rc = rc;
@@ -1175,13 +1170,13 @@ remove_tree(int parent, const char *name, int depth)
 	for (i = 0; rc == 0 && i < n; i++) {
 		if (e[i].dir)
 			rc = remove_tree(dirfd(d), e[i].name, depth + 1);
-		else if (unlinkat(dirfd(d), e[i].name, 0) != 0)
-			rc = -errno;
+		else
+			rc = util_wd_unlinkat(dirfd(d), e[i].name, 0);
 	}
 	del_ents_free(e, n);
 	closedir(d);
-	if (rc == 0 && unlinkat(parent, name, AT_REMOVEDIR) != 0)
-		rc = -errno;
+	if (rc == 0)
+		rc = util_wd_unlinkat(parent, name, AT_REMOVEDIR);
 	return rc;
 }
 
@@ -1219,8 +1214,8 @@ remove_deletable(struct job *j)
 	for (i = 0; rc == 0 && i < n; i++) {
 		if (e[i].dir)
 			rc = remove_tree(dirfd(d), e[i].name, 1);
-		else if (unlinkat(dirfd(d), e[i].name, 0) != 0)
-			rc = -errno;
+		else
+			rc = util_wd_unlinkat(dirfd(d), e[i].name, 0);
 	}
 	del_ents_free(e, n);
 	closedir(d);
@@ -1267,13 +1262,13 @@ delete_work(uv_work_t *req)
 			goto out;
 		prune_copies(j);
 	}
-	if (j->copy_name == NULL && unlinkat(j->dirfd, j->base,
-	    S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) != 0) {
-		rc = -errno;
+	if (j->copy_name == NULL)
+		rc = util_wd_unlinkat(j->dirfd, j->base,
+		    S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0);
+	if (rc != 0) {
 		/* Ignored files marked (?d) do not keep a directory alive. */
-		if (rc == -ENOTEMPTY && remove_deletable(j) == 0 &&
-		    unlinkat(j->dirfd, j->base, AT_REMOVEDIR) == 0)
-			rc = 0;
+		if (rc == -ENOTEMPTY && remove_deletable(j) == 0)
+			rc = util_wd_unlinkat(j->dirfd, j->base, AT_REMOVEDIR);
 		if (rc != 0)
 			goto out;
 	}

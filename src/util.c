@@ -589,6 +589,109 @@ util_renameat(int dirfd, const char *from, const char *to, bool noreplace)
 	return 0;
 }
 
+/* One directory operation of the util_wd_ family. */
+enum wd_kind { WD_OPEN, WD_RENAME, WD_UNLINK, WD_MKDIR, WD_SYMLINK };
+
+struct wd_op {
+	enum wd_kind	 kind;
+	const char	*name;
+	const char	*other;		/* rename target, symlink target */
+	int		 flags;
+	mode_t		 mode;
+	bool		 noreplace;
+};
+
+static int
+wd_run(int dirfd, const struct wd_op *o)
+{
+	int	rc = 0;
+
+	switch (o->kind) {
+	case WD_OPEN:
+		rc = openat(dirfd, o->name, o->flags, o->mode);
+		return rc >= 0 ? rc : -errno;
+	case WD_RENAME:
+		return util_renameat(dirfd, o->name, o->other, o->noreplace);
+	case WD_UNLINK:
+		rc = unlinkat(dirfd, o->name, o->flags);
+		break;
+	case WD_MKDIR:
+		rc = mkdirat(dirfd, o->name, o->mode);
+		break;
+	case WD_SYMLINK:
+		rc = symlinkat(o->other, dirfd, o->name);
+		break;
+	}
+	return rc == 0 ? 0 : -errno;
+}
+
+static int
+wd(int dirfd, const struct wd_op *o)
+{
+	struct stat	st;
+	int		rc;
+
+	rc = wd_run(dirfd, o);
+	if (rc != -EACCES || fstat(dirfd, &st) != 0 || !S_ISDIR(st.st_mode) ||
+	    st.st_uid != geteuid() || (st.st_mode & S_IWUSR) != 0 ||
+	    fchmod(dirfd, (st.st_mode & 07777) | S_IWUSR) != 0)
+		return rc;
+	rc = wd_run(dirfd, o);
+	/* The bit stays set only if this fails; the scanner then reports
+	 * the mode as a local change, which loses nothing. */
+	if (fchmod(dirfd, st.st_mode & 07777) != 0)
+		log_write(LOG_LEVEL_WARN, "util", "cannot restore the mode "
+		    "%04o of a directory: %s", (unsigned)(st.st_mode & 07777),
+		    strerror(errno));
+	return rc;
+}
+
+int
+util_wd_openat(int dirfd, const char *name, int flags, mode_t mode)
+{
+	const struct wd_op o = { .kind = WD_OPEN, .name = name,
+	    .flags = flags, .mode = mode };
+
+	return wd(dirfd, &o);
+}
+
+int
+util_wd_renameat(int dirfd, const char *from, const char *to,
+    bool noreplace)
+{
+	const struct wd_op o = { .kind = WD_RENAME, .name = from,
+	    .other = to, .noreplace = noreplace };
+
+	return wd(dirfd, &o);
+}
+
+int
+util_wd_unlinkat(int dirfd, const char *name, int flags)
+{
+	const struct wd_op o = { .kind = WD_UNLINK, .name = name,
+	    .flags = flags };
+
+	return wd(dirfd, &o);
+}
+
+int
+util_wd_mkdirat(int dirfd, const char *name, mode_t mode)
+{
+	const struct wd_op o = { .kind = WD_MKDIR, .name = name,
+	    .mode = mode };
+
+	return wd(dirfd, &o);
+}
+
+int
+util_wd_symlinkat(const char *target, int dirfd, const char *name)
+{
+	const struct wd_op o = { .kind = WD_SYMLINK, .name = name,
+	    .other = target };
+
+	return wd(dirfd, &o);
+}
+
 int
 util_open_parent(const char *root, const char *name)
 {

@@ -221,6 +221,25 @@ int	util_renameat(int dirfd, const char *from, const char *to,
 	    bool noreplace) SH_MUST_CHECK;
 
 /*
+ * Creates, renames and removals inside the directory open as `dirfd`
+ * (names relative to it, never following a symlink at the end). A
+ * directory whose owner write bit is off (received 0555 from a peer)
+ * refuses them with EACCES; then, if we own it, the bit is set for the
+ * one call and the mode put back, as Syncthing does, so a read-only
+ * directory still takes its files. util_wd_openat returns a descriptor or
+ * -errno, the others 0 or -errno. util_wd_renameat is util_renameat (and
+ * its fault injection) inside one directory.
+ */
+int	util_wd_openat(int dirfd, const char *name, int flags, mode_t mode);
+int	util_wd_renameat(int dirfd, const char *from, const char *to,
+	    bool noreplace) SH_MUST_CHECK;
+int	util_wd_unlinkat(int dirfd, const char *name, int flags);
+int	util_wd_mkdirat(int dirfd, const char *name, mode_t mode)
+	    SH_MUST_CHECK;
+int	util_wd_symlinkat(const char *target, int dirfd, const char *name)
+	    SH_MUST_CHECK;
+
+/*
  * Quote a value for a one-line error message: control characters as \xNN,
  * quotes and backslashes escaped, cut with "..." to fit `size` (at least
  * 12) bytes. Returns buf.

@@ -11,10 +11,12 @@
  * the comments are pull.c's invariants.
  */
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1555,11 +1557,112 @@ test_pull_no_permissions_not_a_change(void **state)
 	record_free(r);
 }
 
+#define NOBODY	65534
+
+/* One pass without cmocka (a forked child must not longjmp into the
+ * runner): files done, or 100 + what failed. */
+static int
+pull_child(struct fx *f)
+{
+	struct pull_params	 pp;
+	struct pull		*p = NULL;
+	uv_loop_t		 loop;
+	char			*dbp;
+
+	if (geteuid() == 0 && (setgroups(0, NULL) != 0 ||
+	    setgid(NOBODY) != 0 || setuid(NOBODY) != 0))
+		return 101;
+	dbp = util_path_join(f->dir, "index.db");
+	if (db_open(dbp, &f->db) != 0)
+		return 102;
+	free(dbp);
+	memset(&pp, 0, sizeof(pp));
+	if (uv_loop_init(&loop) != 0)
+		return 103;
+	pp.loop = &loop;
+	pp.db = f->db;
+	pp.folder_idx = f->idx;
+	pp.folder_id = "f1";
+	pp.root = f->root;
+	pp.max_conflicts = f->max_conflicts;
+	pp.short_id = f->me;
+	pp.on_done = on_done;
+	pp.arg = f;
+	f->done = false;
+	if (pull_start(&pp, &p) != 0 || uv_run(&loop, UV_RUN_DEFAULT) != 0 ||
+	    !f->done)
+		return 104;
+	if (f->status != 0)
+		return 105;
+	return (int)f->prog.files_done;
+}
+
+/* A directory received read-only (0555) still takes its files in the same
+ * pass, and keeps its mode: the puller sets the owner write bit around
+ * each create and rename (util_wd_*). Root ignores modes, so as root the
+ * pass runs in a child as nobody, over a tree nobody owns. */
+static void
+test_pull_into_readonly_dir(void **state)
+{
+	struct fx	*f = *state;
+	struct record	*r;
+	struct stat	 st;
+	uint8_t		 data[5000];
+	char		*p, *cmd;
+	pid_t		 pid;
+	int		 status;
+
+	fill(data, sizeof(data), 9);
+	write_file(f, "seed.bin", data, sizeof(data));	/* blocks found here */
+	scan(f);
+	r = record_new();
+	r->name = xstrdup("ro");
+	r->type = RECORD_TYPE_DIRECTORY;
+	r->permissions = 0555;
+	r->modified_s = 1700000000;
+	r->modified_by = f->them;
+	record_vector_update(&r->version, f->them, util_now_unix());
+	remote_put(f, r);
+	record_free(r);
+	r = remote_file(f, "ro/a.bin", data, sizeof(data), NULL, 1700000000,
+	    0644);
+	remote_put(f, r);
+	record_free(r);
+
+	db_close(f->db);
+	f->db = NULL;
+	if (geteuid() == 0) {
+		assert_int_equal(chmod(f->dir, 0755), 0);
+		cmd = xasprintf("chown -R %d:%d '%s'", NOBODY, NOBODY, f->dir);
+		assert_int_equal(system(cmd), 0);
+		free(cmd);
+	}
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(pull_child(f));
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 2);
+	p = util_path_join(f->dir, "index.db");
+	assert_int_equal(db_open(p, &f->db), 0);
+	free(p);
+	expect_file(f, "ro/a.bin", data, sizeof(data));
+	p = path_of(f, "ro");
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0555);
+	/* Writable again so teardown can remove the tree. */
+	assert_int_equal(chmod(p, 0755), 0);
+	free(p);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pull_temp_name),
+		cmocka_unit_test_setup_teardown(
+		    test_pull_into_readonly_dir, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_pull_no_permissions_not_a_change, setup, teardown),
 		cmocka_unit_test_setup_teardown(

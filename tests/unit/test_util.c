@@ -12,6 +12,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <grp.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -469,6 +471,85 @@ test_util_fdopendir(void **state)
 	assert_int_equal(errno, EBADF);
 }
 
+#define NOBODY	65534
+
+/* Child side of test_util_wd_readonly_dir: each failed step exits with its
+ * own code. Runs as a user that owns `dir` (0555) and is not root. */
+static int
+wd_steps(const char *dir)
+{
+	struct stat	st;
+	int		dfd, fd;
+
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return 10;
+	/* The plain call is refused: what the wrappers are for. */
+	fd = openat(dfd, "plain", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0 || errno != EACCES)
+		return 11;
+	fd = util_wd_openat(dfd, "f", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return 12;
+	close(fd);
+	if (util_wd_mkdirat(dfd, "d", 0700) != 0)
+		return 13;
+	if (util_wd_symlinkat("f", dfd, "l") != 0)
+		return 14;
+	if (util_wd_renameat(dfd, "f", "g", true) != 0)
+		return 15;
+	if (util_wd_unlinkat(dfd, "l", 0) != 0 ||
+	    util_wd_unlinkat(dfd, "d", AT_REMOVEDIR) != 0)
+		return 16;
+	/* Other errors pass through; the mode is back as it was. */
+	if (util_wd_renameat(dfd, "g", "g2", false) != 0 ||
+	    util_wd_unlinkat(dfd, "nosuch", 0) != -ENOENT)
+		return 17;
+	if (fstat(dfd, &st) != 0 || (st.st_mode & 07777) != 0555)
+		return 18;
+	if (faccessat(dfd, "g2", F_OK, AT_SYMLINK_NOFOLLOW) != 0)
+		return 19;
+	close(dfd);
+	return 0;
+}
+
+/* A directory without its owner write bit (0555 from a peer) takes the
+ * puller's creates, renames and removals, and keeps its mode. Root is
+ * never refused, so as root the steps run in a child as nobody. */
+static void
+test_util_wd_readonly_dir(void **state)
+{
+	char	 base[] = "/tmp/shoal-test-wd-XXXXXX";
+	char	*dir, *cmd;
+	pid_t	 pid;
+	int	 status;
+
+	(void)state;
+	assert_non_null(mkdtemp(base));
+	assert_int_equal(chmod(base, 0755), 0);
+	dir = util_path_join(base, "ro");
+	assert_int_equal(mkdir(dir, 0700), 0);
+	if (geteuid() == 0)
+		assert_int_equal(chown(dir, NOBODY, NOBODY), 0);
+	assert_int_equal(chmod(dir, 0555), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (geteuid() == 0 && (setgroups(0, NULL) != 0 ||
+		    setgid(NOBODY) != 0 || setuid(NOBODY) != 0))
+			_exit(2);
+		_exit(wd_steps(dir));
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(chmod(dir, 0755), 0);
+	cmd = xasprintf("rm -rf '%s'", base);
+	assert_int_equal(system(cmd), 0);
+	free(cmd);
+	free(dir);
+}
+
 int
 main(void)
 {
@@ -486,6 +567,7 @@ main(void)
 		cmocka_unit_test(test_util_renameat),
 		cmocka_unit_test(test_util_path_join),
 		cmocka_unit_test(test_util_parse_u64),
+		cmocka_unit_test(test_util_wd_readonly_dir),
 		cmocka_unit_test(test_util_hex),
 		cmocka_unit_test(test_util_quote),
 		cmocka_unit_test(test_util_err_names),
