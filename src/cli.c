@@ -35,8 +35,10 @@
 #include "shoal/identity.h"
 #include "shoal/ignore.h"
 #include "shoal/log.h"
+#include "shoal/record.h"
 #include "shoal/scan.h"
 #include "shoal/util.h"
+#include "shoal/version.h"
 
 #define CLI_EXIT_OK	0
 #define CLI_EXIT_FAIL	1
@@ -753,10 +755,6 @@ cmd_folder_add(struct cli *c, int argc, char **argv)
 	a.nshare = nshare;
 	rc = edit_config(c, folder_add_edit, &a);
 	free(path);
-	if (rc == 0 && vers != CONFIG_VERSIONING_NONE)
-		fprintf(stderr, "shoal: warning: versioning \"%s\" is recorded "
-		    "but not applied yet: replaced and deleted files are not "
-		    "kept\n", config_versioning_name(vers));
 	return rc;
 }
 
@@ -1224,13 +1222,278 @@ out:
 	return rc;
 }
 
-static int
-cmd_versions_unavailable(struct cli *c, int argc, char **argv)
+/* ---- versions, restore ---- */
+
+/* A PATH argument as a folder-relative name: "./" and trailing '/' taken
+ * off; NULL when it is not a valid name inside the folder. */
+static char *
+version_arg_name(const char *arg)
 {
-	(void)c;
-	if (argc < 2)
-		return usage_error(argv[0], "expected FOLDER_ID");
-	return fail("%s: file versioning is not in this build yet", argv[0]);
+	char	*n;
+	size_t	 len;
+
+	while (arg[0] == '.' && arg[1] == '/')
+		arg += 2;
+	n = xstrdup(arg);
+	len = strlen(n);
+	while (len > 1 && n[len - 1] == '/')
+		n[--len] = '\0';
+	if (record_name_validate(n, len) != 0 || record_name_internal(n)) {
+		free(n);
+		return NULL;
+	}
+	return n;
+}
+
+static void
+version_time_text(time_t t, char *buf, size_t size)
+{
+	struct tm	tm;
+
+	if (localtime_r(&t, &tm) == NULL ||
+	    strftime(buf, size, "%Y-%m-%dT%H:%M:%S%z", &tm) == 0)
+		snprintf(buf, size, "%lld", (long long)t);
+}
+
+static int
+version_collect(const struct version_entry *e, void *arg)
+{
+	json_t	*arr = arg;
+	char	 when[64];
+
+	version_time_text(e->when, when, sizeof(when));
+	json_array_append_new(arr, json_pack("{s:s, s:s, s:I, s:I, s:s+}",
+	    "name", e->name, "time", when, "unix", (json_int_t)e->when,
+	    "size", (json_int_t)e->size, "stored", VERSION_DIR "/",
+	    e->stored));
+	return 0;
+}
+
+/* Name ascending, then newest first. */
+static int
+version_cmp(const void *a, const void *b)
+{
+	json_t		*x = *(json_t *const *)a, *y = *(json_t *const *)b;
+	json_int_t	 tx, ty;
+	int		 c;
+
+	c = strcmp(json_string_value(json_object_get(x, "name")),
+	    json_string_value(json_object_get(y, "name")));
+	if (c != 0)
+		return c;
+	tx = json_integer_value(json_object_get(x, "unix"));
+	ty = json_integer_value(json_object_get(y, "unix"));
+	if (tx != ty)
+		return tx > ty ? -1 : 1;
+	return -strcmp(json_string_value(json_object_get(x, "stored")),
+	    json_string_value(json_object_get(y, "stored")));
+}
+
+/* The versions of `only` (or all) in the folder, sorted; NULL after a
+ * message when .stversions cannot be read. */
+static json_t *
+versions_of(const struct config_folder *cf, const char *only)
+{
+	json_t	*arr = json_array(), *sorted, **items;
+	size_t	 i, n;
+	int	 r;
+
+	r = version_list(cf->path, only, version_collect, arr);
+	if (r != 0 && r != -ENOENT) {
+		fail("folder \"%s\": cannot read %s/%s: %s", cf->id, cf->path,
+		    VERSION_DIR, sh_strerror(r));
+		json_decref(arr);
+		return NULL;
+	}
+	n = json_array_size(arr);
+	items = xcalloc(n + 1, sizeof(*items));
+	for (i = 0; i < n; i++)
+		items[i] = json_incref(json_array_get(arr, i));
+	qsort(items, n, sizeof(*items), version_cmp);
+	sorted = json_array();
+	for (i = 0; i < n; i++)
+		json_array_append_new(sorted, items[i]);
+	free(items);
+	json_decref(arr);
+	return sorted;
+}
+
+static int
+cmd_versions(struct cli *c, int argc, char **argv)
+{
+	const struct config_folder	*cf;
+	struct config			*cfg = NULL;
+	const char			*id = NULL, *path = NULL;
+	char				*name = NULL;
+	bool				 as_json = false;
+	json_t				*arr = NULL, *v;
+	size_t				 i;
+	int				 rc = CLI_EXIT_FAIL;
+
+	for (i = 1; i < (size_t)argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			as_json = true;
+		else if (argv[i][0] == '-' && argv[i][1] != '\0')
+			return usage_error("versions", "unknown option \"%s\"",
+			    argv[i]);
+		else if (id == NULL)
+			id = argv[i];
+		else if (path == NULL)
+			path = argv[i];
+		else
+			return usage_error("versions", "unexpected argument "
+			    "\"%s\"", argv[i]);
+	}
+	if (id == NULL)
+		return usage_error("versions", "expected FOLDER_ID");
+	if (path != NULL && (name = version_arg_name(path)) == NULL)
+		return usage_error("versions", "bad PATH \"%s\": want a name "
+		    "inside the folder", path);
+	if (need_home(c) != 0 || load_config(c, &cfg) != 0)
+		goto out;
+	cf = config_folder_find(cfg, id);
+	if (cf == NULL) {
+		fail("folder \"%s\" is not configured", id);
+		goto out;
+	}
+	arr = versions_of(cf, name);
+	if (arr == NULL)
+		goto out;
+	if (as_json) {
+		json_dumpf(arr, stdout, JSON_INDENT(2));
+		putchar('\n');
+	} else {
+		json_array_foreach(arr, i, v)
+			printf("%s  %s  %lld bytes\n",
+			    json_string_value(json_object_get(v, "name")),
+			    json_string_value(json_object_get(v, "time")),
+			    (long long)json_integer_value(json_object_get(v,
+			    "size")));
+	}
+	rc = CLI_EXIT_OK;
+out:
+	json_decref(arr);
+	config_free(cfg);
+	free(name);
+	return rc;
+}
+
+/* --at TIME: YYYY-MM-DDTHH:MM:SS (or a space for the T), YYYYMMDD-HHMMSS
+ * (local time), or @UNIXSECONDS. */
+static int
+parse_at(const char *s, time_t *out)
+{
+	struct tm	 tm;
+	const char	*end;
+	uint64_t	 u;
+
+	if (s[0] == '@')
+		return util_parse_u64(s + 1, 0, INT64_MAX, &u) == 0 ?
+		    (*out = (time_t)u, 0) : -1;
+	memset(&tm, 0, sizeof(tm));
+	end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (end == NULL || *end != '\0') {
+		memset(&tm, 0, sizeof(tm));
+		end = strptime(s, "%Y-%m-%d %H:%M:%S", &tm);
+	}
+	if (end == NULL || *end != '\0') {
+		memset(&tm, 0, sizeof(tm));
+		end = strptime(s, "%Y%m%d-%H%M%S", &tm);
+	}
+	if (end == NULL || *end != '\0')
+		return -1;
+	tm.tm_isdst = -1;
+	*out = mktime(&tm);
+	return *out == (time_t)-1 ? -1 : 0;
+}
+
+static int
+cmd_restore(struct cli *c, int argc, char **argv)
+{
+	const struct config_folder	*cf;
+	struct config			*cfg = NULL;
+	const char			*id = NULL, *path = NULL, *stored;
+	char				*name = NULL, *kept = NULL, when[64];
+	json_t				*arr = NULL, *v, *pick = NULL;
+	time_t				 at = 0;
+	bool				 have_at = false;
+	size_t				 i;
+	int				 r, rc = CLI_EXIT_FAIL;
+
+	for (i = 1; i < (size_t)argc; i++) {
+		if (strcmp(argv[i], "--at") == 0) {
+			if (++i == (size_t)argc)
+				return usage_error("restore", "--at needs TIME");
+			if (parse_at(argv[i], &at) != 0)
+				return usage_error("restore", "bad --at \"%s\" "
+				    "(want YYYY-MM-DDTHH:MM:SS, YYYYMMDD-HHMMSS "
+				    "or @UNIXSECONDS)", argv[i]);
+			have_at = true;
+		} else if (argv[i][0] == '-' && argv[i][1] != '\0')
+			return usage_error("restore", "unknown option \"%s\"",
+			    argv[i]);
+		else if (id == NULL)
+			id = argv[i];
+		else if (path == NULL)
+			path = argv[i];
+		else
+			return usage_error("restore", "unexpected argument "
+			    "\"%s\"", argv[i]);
+	}
+	if (id == NULL || path == NULL)
+		return usage_error("restore", "expected FOLDER_ID PATH");
+	if ((name = version_arg_name(path)) == NULL)
+		return usage_error("restore", "bad PATH \"%s\": want a name "
+		    "inside the folder", path);
+	if (need_home(c) != 0 || load_config(c, &cfg) != 0)
+		goto out;
+	cf = config_folder_find(cfg, id);
+	if (cf == NULL) {
+		fail("folder \"%s\" is not configured", id);
+		goto out;
+	}
+	arr = versions_of(cf, name);
+	if (arr == NULL)
+		goto out;
+	/* Newest first: the first of `name` not newer than --at. */
+	json_array_foreach(arr, i, v) {
+		if (strcmp(json_string_value(json_object_get(v, "name")),
+		    name) != 0)
+			continue;
+		if (have_at && json_integer_value(json_object_get(v, "unix")) >
+		    (json_int_t)at)
+			continue;
+		pick = v;
+		break;
+	}
+	if (pick == NULL) {
+		fail("folder \"%s\": no kept version of \"%s\"%s", id, name,
+		    have_at ? " at or before that time" : "");
+		goto out;
+	}
+	stored = json_string_value(json_object_get(pick, "stored")) +
+	    strlen(VERSION_DIR "/");
+	r = version_restore(cf->path, name, stored, cf->versioning,
+	    time(NULL), &kept);
+	if (r != 0) {
+		fail("folder \"%s\": cannot restore \"%s\": %s", id, name,
+		    r == -EISDIR ? "a directory or symlink has that name" :
+		    sh_strerror(r));
+		goto out;
+	}
+	version_time_text((time_t)json_integer_value(json_object_get(pick,
+	    "unix")), when, sizeof(when));
+	printf("restored \"%s\" (version of %s)\n", name, when);
+	if (kept != NULL)
+		printf("the file it replaced is kept as %s/%s\n", VERSION_DIR,
+		    kept);
+	rc = CLI_EXIT_OK;
+out:
+	json_decref(arr);
+	config_free(cfg);
+	free(name);
+	free(kept);
+	return rc;
 }
 
 /* ---- tables ---- */
@@ -1311,9 +1574,9 @@ static const struct cli_cmd top_cmds[] = {
 	  "the foreground without a daemon and print a summary." },
 	{ "conflicts", cmd_conflicts,
 	  "shoal conflicts [FOLDER_ID] [--json]\n  List conflict copies." },
-	{ "versions", cmd_versions_unavailable,
+	{ "versions", cmd_versions,
 	  "shoal versions FOLDER_ID [PATH] [--json]\n  List kept versions." },
-	{ "restore", cmd_versions_unavailable,
+	{ "restore", cmd_restore,
 	  "shoal restore FOLDER_ID PATH [--at TIME]\n  Restore a kept "
 	  "version." },
 	{ NULL, NULL, NULL }

@@ -215,10 +215,8 @@ apply_folders(struct daemon *d)
 	}
 }
 
-/* Reload the config file; keeps the old one on any error. 0 or error. */
-/* Introductions (bep-brief §12) and file versioning are not done yet:
- * say so rather than let `introducer = true` or `versioning = trashcan`
- * look as if they worked. */
+/* Introductions (bep-brief §12) are not done yet: say so rather than let
+ * `introducer = true` look as if it worked. */
 static void
 warn_introducers(const struct config *cfg)
 {
@@ -233,14 +231,9 @@ warn_introducers(const struct config *cfg)
 		    "build does not act on introductions yet: add the devices "
 		    "it would introduce by hand", id);
 	}
-	for (i = 0; i < cfg->folder_count; i++)
-		if (cfg->folders[i].versioning != CONFIG_VERSIONING_NONE)
-			LOG_WARN("config", "folder \"%s\": versioning \"%s\" is "
-			    "not applied yet: replaced and deleted files are not "
-			    "kept", cfg->folders[i].id, config_versioning_name(
-			    cfg->folders[i].versioning));
 }
 
+/* Reload the config file; keeps the old one on any error. 0 or error. */
 static int
 reload_config(struct daemon *d, char *err, size_t err_size)
 {

@@ -583,6 +583,7 @@ start_pull(struct folder *f)
 	p.root = f->cfg.path;
 	p.receive_only = (f->cfg.type == CONFIG_FOLDER_RECEIVEONLY);
 	p.max_conflicts = f->cfg.max_conflicts;
+	p.versioning = f->cfg.versioning;
 	p.short_id = f->short_id;
 	p.ignore = f->ignore;
 	p.peer_for = pull_peer;

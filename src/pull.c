@@ -141,6 +141,7 @@
 #include "shoal/pull.h"
 #include "shoal/scan.h"
 #include "shoal/util.h"
+#include "shoal/version.h"
 
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE	(1 << 0)
@@ -219,6 +220,7 @@ struct job {
 	bool		 placed;	/* renamed into place (groups) */
 	int		 late_rc;	/* failure after the change was made */
 	char		*copy_name;	/* owned; conflict copy made */
+	char		*version_name;	/* owned; kept under .stversions */
 	char		**pruned;	/* owned; old copies removed (max_conflicts) */
 	size_t		 npruned;
 	uint64_t	 reused_bytes;
@@ -555,6 +557,41 @@ prune_copies(struct job *j)
 		    "copies: %s", j->p->folder_id, sh_strerror(rc));
 }
 
+/* Pool: a local regular file about to be replaced or deleted goes to
+ * .stversions first when the folder keeps versions (version.c); *absent
+ * is then true. A failure leaves the file in place and fails the job. */
+static int
+keep_version(struct job *j, const struct stat *st, bool *absent)
+{
+	int	rc;
+
+	if (j->p->p.versioning == CONFIG_VERSIONING_NONE ||
+	    !S_ISREG(st->st_mode))
+		return 0;
+	rc = version_keep_at(j->p->root, j->dirfd, j->name,
+	    j->p->p.versioning, j->now, &j->version_name);
+	if (rc != 0) {
+		LOG_WARN("pull", "folder \"%s\": cannot keep a version of a "
+		    "file before replacing it: %s; not replaced",
+		    j->p->folder_id, sh_strerror(rc));
+		return rc;
+	}
+	*absent = true;
+	return 0;
+}
+
+/* Pool: the new entry could not be put in place: the kept version goes
+ * back under its name (invariant 1). */
+static void
+unkeep_version(struct job *j)
+{
+	if (j->version_name != NULL && version_undo_at(j->p->root, j->dirfd,
+	    j->name, j->version_name) == 0) {
+		free(j->version_name);
+		j->version_name = NULL;
+	}
+}
+
 /*
  * Pool: a second descriptor of the temporary file for O_DIRECT writes
  * (invariant 10), when the file is big enough and its blocks aligned; a
@@ -748,7 +785,14 @@ finish_place(struct job *j)
 			goto out;
 		absent = true;
 	}
+	if (!absent) {
+		rc = keep_version(j, &st, &absent);
+		if (rc != 0)
+			goto out;
+	}
 	rc = rename_in(j->dirfd, j->tmpname, j->base, absent);
+	if (rc != 0)
+		unkeep_version(j);
 	if (rc != 0 && j->copy_name != NULL) {
 		/* Put the user's file back under its name (invariant 1). */
 		const char	*cb = strrchr(j->copy_name, '/');
@@ -959,7 +1003,9 @@ dir_work(uv_work_t *req)
 				goto out;
 		}
 		if (j->copy_name == NULL) {
-			rc = util_wd_unlinkat(j->dirfd, j->base, 0);
+			rc = keep_version(j, &st, &absent);
+			if (rc == 0 && !absent)
+				rc = util_wd_unlinkat(j->dirfd, j->base, 0);
 			if (rc != 0)
 				goto out;
 		}
@@ -1040,7 +1086,14 @@ symlink_work(uv_work_t *req)
 			goto out_tmp;
 		absent = true;
 	}
+	if (!absent) {
+		rc = keep_version(j, &st, &absent);
+		if (rc != 0)
+			goto out_tmp;
+	}
 	rc = rename_in(j->dirfd, j->tmpname, j->base, absent);
+	if (rc != 0)
+		unkeep_version(j);
 	if (rc == -EEXIST) {
 		j->rescan = true;
 		rc = 0;
@@ -1262,9 +1315,13 @@ delete_work(uv_work_t *req)
 			goto out;
 		prune_copies(j);
 	}
-	if (j->copy_name == NULL)
-		rc = util_wd_unlinkat(j->dirfd, j->base,
-		    S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0);
+	if (j->copy_name == NULL) {
+		absent = false;
+		rc = keep_version(j, &st, &absent);
+		if (rc == 0 && !absent)
+			rc = util_wd_unlinkat(j->dirfd, j->base,
+			    S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0);
+	}
 	if (rc != 0) {
 		/* Ignored files marked (?d) do not keep a directory alive. */
 		if (rc == -ENOTEMPTY && remove_deletable(j) == 0)
@@ -1373,6 +1430,7 @@ job_free(struct job *j)
 	free(j->name);
 	free(j->tmpname);
 	free(j->copy_name);
+	free(j->version_name);
 	for (i = 0; i < j->npruned; i++)
 		free(j->pruned[i]);
 	free(j->pruned);

@@ -590,12 +590,14 @@ util_renameat(int dirfd, const char *from, const char *to, bool noreplace)
 }
 
 /* One directory operation of the util_wd_ family. */
-enum wd_kind { WD_OPEN, WD_RENAME, WD_UNLINK, WD_MKDIR, WD_SYMLINK };
+enum wd_kind { WD_OPEN, WD_RENAME, WD_MOVE, WD_UNLINK, WD_MKDIR,
+	WD_SYMLINK };
 
 struct wd_op {
 	enum wd_kind	 kind;
 	const char	*name;
 	const char	*other;		/* rename target, symlink target */
+	int		 tofd;		/* WD_MOVE: target directory */
 	int		 flags;
 	mode_t		 mode;
 	bool		 noreplace;
@@ -612,6 +614,19 @@ wd_run(int dirfd, const struct wd_op *o)
 		return rc >= 0 ? rc : -errno;
 	case WD_RENAME:
 		return util_renameat(dirfd, o->name, o->other, o->noreplace);
+	case WD_MOVE:
+		if (o->noreplace) {
+			rc = renameat2(dirfd, o->name, o->tofd, o->other,
+			    RENAME_NOREPLACE);
+			if (rc == 0 || (errno != EINVAL && errno != ENOSYS))
+				break;
+			/* No RENAME_NOREPLACE here: as util_renameat. */
+			if (faccessat(o->tofd, o->other, F_OK,
+			    AT_SYMLINK_NOFOLLOW) == 0)
+				return -EEXIST;
+		}
+		rc = renameat(dirfd, o->name, o->tofd, o->other);
+		break;
 	case WD_UNLINK:
 		rc = unlinkat(dirfd, o->name, o->flags);
 		break;
@@ -663,6 +678,16 @@ util_wd_renameat(int dirfd, const char *from, const char *to,
 	    .other = to, .noreplace = noreplace };
 
 	return wd(dirfd, &o);
+}
+
+int
+util_wd_moveat(int fromfd, const char *from, int tofd, const char *to,
+    bool noreplace)
+{
+	const struct wd_op o = { .kind = WD_MOVE, .name = from, .other = to,
+	    .tofd = tofd, .noreplace = noreplace };
+
+	return wd(fromfd, &o);
 }
 
 int

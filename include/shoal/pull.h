@@ -20,6 +20,7 @@
 
 #include <uv.h>
 
+#include "shoal/config.h"
 #include "shoal/err.h"
 #include "shoal/record.h"
 
@@ -79,6 +80,8 @@ struct pull_params {
 	const char		*root;		/* copied; absolute folder path */
 	bool			 receive_only;	/* folder type receiveonly */
 	bool			 ignore_perms;	/* never apply permission bits */
+	enum config_versioning	 versioning;	/* keep replaced and deleted
+						 * files (version.h) */
 	int			 max_conflicts;	/* conflict copies kept per file:
 						 * -1 all, 0 none (the loser is
 						 * replaced), N the newest N */

@@ -233,6 +233,10 @@ int	util_renameat(int dirfd, const char *from, const char *to,
 int	util_wd_openat(int dirfd, const char *name, int flags, mode_t mode);
 int	util_wd_renameat(int dirfd, const char *from, const char *to,
 	    bool noreplace) SH_MUST_CHECK;
+/* Rename `from` in the directory open as `fromfd` to `to` in `tofd`
+ * (same file system), with the write bit dance on `fromfd`. */
+int	util_wd_moveat(int fromfd, const char *from, int tofd, const char *to,
+	    bool noreplace) SH_MUST_CHECK;
 int	util_wd_unlinkat(int dirfd, const char *name, int flags);
 int	util_wd_mkdirat(int dirfd, const char *name, mode_t mode)
 	    SH_MUST_CHECK;

@@ -146,14 +146,14 @@ expect_eq() {
 }
 
 # compare_trees A B: byte-for-byte and mode comparison, ignoring what is
-# never synced (.stfolder, .stignore, temporary files).
+# never synced (.stfolder, .stignore, .stversions, temporary files).
 compare_trees() {
-	diff -r --no-dereference -x .stfolder -x .stignore -x '.syncthing.*.tmp' \
-	    "$1" "$2" >/dev/null || return 1
-	(cd "$1" && find . \( -path ./.stfolder -o -path ./.stignore \) -prune -o \
-	    -printf '%p %m %y\n' | sort) >"$T/.ta"
-	(cd "$2" && find . \( -path ./.stfolder -o -path ./.stignore \) -prune -o \
-	    -printf '%p %m %y\n' | sort) >"$T/.tb"
+	diff -r --no-dereference -x .stfolder -x .stignore -x .stversions \
+	    -x '.syncthing.*.tmp' "$1" "$2" >/dev/null || return 1
+	(cd "$1" && find . \( -path ./.stfolder -o -path ./.stignore -o \
+	    -path ./.stversions \) -prune -o -printf '%p %m %y\n' | sort) >"$T/.ta"
+	(cd "$2" && find . \( -path ./.stfolder -o -path ./.stignore -o \
+	    -path ./.stversions \) -prune -o -printf '%p %m %y\n' | sort) >"$T/.tb"
 	cmp -s "$T/.ta" "$T/.tb"
 }
 

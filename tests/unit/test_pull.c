@@ -41,6 +41,7 @@
 #include "shoal/record.h"
 #include "shoal/scan.h"
 #include "shoal/util.h"
+#include "shoal/version.h"
 
 #define BS	RECORD_MIN_BLOCK_SIZE
 
@@ -53,6 +54,7 @@ struct fx {
 	uint64_t	 me;		/* our short ID */
 	uint64_t	 them;		/* the remote's short ID */
 	int		 max_conflicts;	/* for the passes; setup: 10 */
+	enum config_versioning versioning; /* for the passes; setup: none */
 	int64_t		 rseq;
 	/* Results of the last pass. */
 	bool		 done;
@@ -425,6 +427,7 @@ run_pull(struct fx *f)
 	pp.folder_id = "f1";
 	pp.root = f->root;
 	pp.max_conflicts = f->max_conflicts;
+	pp.versioning = f->versioning;
 	pp.short_id = f->me;
 	pp.on_local_change = on_change;
 	pp.on_rescan = on_rescan;
@@ -1656,11 +1659,94 @@ test_pull_into_readonly_dir(void **state)
 	free(p);
 }
 
+static int
+count_versions(const struct version_entry *e, void *arg)
+{
+	int	*n = arg;
+
+	(void)e;
+	(*n)++;
+	return 0;
+}
+
+static int
+last_stored(const struct version_entry *e, void *arg)
+{
+	char	**out = arg;
+
+	free(*out);
+	*out = xasprintf("%s/%s", VERSION_DIR, e->stored);
+	return 0;
+}
+
+/* With versioning, a file replaced by a remote edit and then deleted by
+ * the remote is kept in .stversions both times, with its content. */
+static void
+test_pull_keeps_versions(void **state)
+{
+	struct fx	*f = *state;
+	struct record	*r, *l;
+	uint8_t		 old[2000], neu[3000];
+	char		*vp = NULL;
+	int		 n = 0;
+
+	f->versioning = CONFIG_VERSIONING_SIMPLE;
+	fill(old, sizeof(old), 3);
+	fill(neu, sizeof(neu), 4);
+	write_file(f, "v.txt", old, sizeof(old));
+	write_file(f, "seed.bin", neu, sizeof(neu));	/* blocks found here */
+	scan(f);
+	l = local(f, "v.txt");
+	r = remote_file(f, "v.txt", neu, sizeof(neu), &l->version,
+	    1700000000, 0644);
+	remote_put(f, r);
+	assert_int_equal(run_pull(f), 0);
+	assert_int_equal(f->prog.files_done, 1);
+	expect_file(f, "v.txt", neu, sizeof(neu));
+	assert_int_equal(version_list(f->root, "v.txt", count_versions, &n),
+	    0);
+	assert_int_equal(n, 1);
+	assert_int_equal(version_list(f->root, "v.txt", last_stored, &vp), 0);
+	expect_file(f, vp, old, sizeof(old));
+	free(vp);
+	record_free(l);
+
+	/* The remote deletes it after the version we now have. */
+	l = local(f, "v.txt");
+	record_free(r);
+	r = record_dup(l);
+	free(r->blocks);
+	r->blocks = NULL;
+	r->block_count = 0;
+	r->has_blocks_hash = false;
+	r->size = 0;
+	r->deleted = true;
+	r->modified_by = f->them;
+	record_vector_update(&r->version, f->them, util_now_unix() + 200);
+	r->inode = r->dev = 0;
+	remote_put(f, r);
+	assert_int_equal(run_pull(f), 0);
+	assert_false(exists(f, "v.txt"));
+	n = 0;
+	assert_int_equal(version_list(f->root, "v.txt", count_versions, &n),
+	    0);
+	assert_int_equal(n, 2);
+	/* The newest version is the deleted content; nothing else kept
+	 * (seed.bin was never replaced). */
+	n = 0;
+	assert_int_equal(version_list(f->root, NULL, count_versions, &n), 0);
+	assert_int_equal(n, 2);
+	record_free(l);
+	record_free(r);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pull_temp_name),
+		cmocka_unit_test_setup_teardown(
+		    test_pull_keeps_versions, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_pull_into_readonly_dir, setup, teardown),
 		cmocka_unit_test_setup_teardown(

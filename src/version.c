@@ -1,0 +1,564 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * File versioning (see version.h and docs/internals/pull.md).
+ *
+ * NOTES ON THE DESIGN OF VERSIONING
+ *
+ *   (1) A version is the user's file itself, moved (rename(2), same file
+ *       system: .stversions is inside the folder), never a copy: keeping
+ *       costs no I/O, and after a crash the file is under its name or in
+ *       .stversions, never under neither. The store directory is fsynced
+ *       before the caller goes on to replace the name.
+ *   (2) Nothing escapes the folder: every directory on the way, in the
+ *       folder and in .stversions, is opened one component at a time with
+ *       O_NOFOLLOW, and only last components are renamed.
+ *   (3) A tagged version never replaces another: a name taken in the same
+ *       second gets "-1", "-2" ... after the tag. Trash-can versions keep
+ *       one per name, as Syncthing's do.
+ *   (4) Thinning only ever removes tagged versions of the very base name
+ *       just kept, in the same store directory.
+ */
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shoal/log.h"
+#include "shoal/util.h"
+#include "shoal/version.h"
+
+#define TAG_LEN		16	/* "~YYYYMMDD-HHMMSS" */
+#define LIST_DEPTH	64
+
+/* Names */
+
+/* Go's filepath.Ext of the last element: from its last '.', even when
+ * that '.' is its first byte (".bashrc" is all extension). */
+static const char *
+ext_of(const char *base)
+{
+	const char	*e = strrchr(base, '.');
+
+	return e != NULL ? e : base + strlen(base);
+}
+
+char *
+version_tagged_name(const char *name, time_t when, unsigned int suffix)
+{
+	const char	*base, *ext;
+	char		 stamp[32], num[16];
+	struct tm	 tm;
+
+	base = strrchr(name, '/');
+	base = base != NULL ? base + 1 : name;
+	ext = ext_of(base);
+	if (localtime_r(&when, &tm) == NULL ||
+	    strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", &tm) == 0)
+		snprintf(stamp, sizeof(stamp), "00000000-000000");
+	num[0] = '\0';
+	if (suffix > 0)
+		snprintf(num, sizeof(num), "-%u", suffix);
+	return xasprintf("%.*s~%s%s%s", (int)(ext - name), name, stamp, num,
+	    ext);
+}
+
+static bool
+digits(const char *s, size_t n)
+{
+	return strspn(s, "0123456789") >= n;
+}
+
+bool
+version_parse(const char *base, char **orig, time_t *when)
+{
+	const char	*t, *after, *p;
+	struct tm	 tm;
+
+	for (t = strrchr(base, '~'); t != NULL;
+	    t = t > base ? memrchr(base, '~', (size_t)(t - base)) : NULL) {
+		if (strlen(t) < TAG_LEN || !digits(t + 1, 8) || t[9] != '-' ||
+		    !digits(t + 10, 6))
+			continue;
+		after = t + TAG_LEN;
+		p = after;
+		if (*p == '-' && p[1] >= '0' && p[1] <= '9') {
+			p++;
+			while (*p >= '0' && *p <= '9')
+				p++;
+		}
+		/* What follows the tag (and suffix) is the extension. */
+		if (*p != '\0' && *p != '.')
+			continue;
+		if (*p == '.' && strchr(p + 1, '.') != NULL)
+			continue;
+		if (t == base && *p == '\0')
+			continue;
+		memset(&tm, 0, sizeof(tm));
+		tm.tm_year = (t[1] - '0') * 1000 + (t[2] - '0') * 100 +
+		    (t[3] - '0') * 10 + (t[4] - '0') - 1900;
+		tm.tm_mon = (t[5] - '0') * 10 + (t[6] - '0') - 1;
+		tm.tm_mday = (t[7] - '0') * 10 + (t[8] - '0');
+		tm.tm_hour = (t[10] - '0') * 10 + (t[11] - '0');
+		tm.tm_min = (t[12] - '0') * 10 + (t[13] - '0');
+		tm.tm_sec = (t[14] - '0') * 10 + (t[15] - '0');
+		tm.tm_isdst = -1;
+		if (tm.tm_mon > 11 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
+		    tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
+			continue;
+		*when = mktime(&tm);
+		*orig = xasprintf("%.*s%s", (int)(t - base), base, p);
+		return true;
+	}
+	return false;
+}
+
+void
+version_expire(const time_t *times, size_t n, time_t now, bool *remove)
+{
+	static const struct { time_t step, end; } iv[] = {
+		{ 30, 3600 },
+		{ 3600, 86400 },
+		{ 86400, 30 * 86400 },
+		{ 7 * 86400, VERSION_MAX_AGE_S },
+	};
+	time_t	age, prev = 0;
+	size_t	i, k;
+
+	for (i = 0; i < n; i++) {
+		remove[i] = false;
+		age = now - times[i];
+		if (i == 0) {
+			prev = age;
+			continue;
+		}
+		if (age > VERSION_MAX_AGE_S) {
+			remove[i] = true;
+			continue;
+		}
+		for (k = 0; k < sizeof(iv) / sizeof(iv[0]); k++) {
+			if (age > iv[k].end)
+				continue;
+			if (age - prev < iv[k].step)
+				remove[i] = true;
+			else
+				prev = age;
+			break;
+		}
+	}
+}
+
+/* Directories */
+
+/* Open (making them when `create`) the directories of `rel` below the
+ * directory open as `start`, one component at a time, never following a
+ * symlink (2). "" opens `start` again. Descriptor or -errno. */
+static int
+open_below(int start, const char *rel, bool create)
+{
+	const char	*p = rel, *slash;
+	char		*comp;
+	int		 fd, nfd;
+
+	fd = openat(start, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	while (*p != '\0') {
+		slash = strchr(p, '/');
+		comp = slash != NULL ? xstrndup(p, (size_t)(slash - p)) :
+		    xstrdup(p);
+		nfd = create ? util_wd_mkdirat(fd, comp, 0755) : 0;
+		if (nfd == 0 || nfd == -EEXIST) {
+			/* A symlink in the way fails here (ELOOP, ENOTDIR). */
+			nfd = openat(fd, comp, O_RDONLY | O_DIRECTORY |
+			    O_NOFOLLOW | O_CLOEXEC);
+			nfd = nfd < 0 ? -errno : nfd;
+		}
+		free(comp);
+		close(fd);
+		if (nfd < 0)
+			return nfd;
+		fd = nfd;
+		if (slash == NULL)
+			break;
+		p = slash + 1;
+	}
+	return fd;
+}
+
+/* The store directory for the directory part `dir` of a name. */
+static int
+store_open(const char *root, const char *dir, bool create)
+{
+	char	*rel;
+	int	 rfd, fd;
+
+	rfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (rfd < 0)
+		return -errno;
+	rel = *dir != '\0' ? xasprintf("%s/%s", VERSION_DIR, dir) :
+	    xstrdup(VERSION_DIR);
+	fd = open_below(rfd, rel, create);
+	free(rel);
+	close(rfd);
+	return fd;
+}
+
+/* Split `name` into its directory part (caller frees) and base name. */
+static char *
+split(const char *name, const char **base)
+{
+	const char	*slash = strrchr(name, '/');
+
+	*base = slash != NULL ? slash + 1 : name;
+	return slash != NULL ? xstrndup(name, (size_t)(slash - name)) :
+	    xstrdup("");
+}
+
+/* Thinning (4) */
+
+struct kept {
+	char	*name;
+	time_t	 when;
+};
+
+static int
+kept_newest_first(const void *a, const void *b)
+{
+	const struct kept	*x = a, *y = b;
+
+	if (x->when != y->when)
+		return x->when > y->when ? -1 : 1;
+	/* Same second: "-2" is newer than "-1", which is newer than none. */
+	if (strlen(x->name) != strlen(y->name))
+		return strlen(x->name) > strlen(y->name) ? -1 : 1;
+	return -strcmp(x->name, y->name);
+}
+
+static void
+thin(int vfd, const char *base, enum config_versioning type, time_t now)
+{
+	struct kept	*k = NULL;
+	struct dirent	*de;
+	struct stat	 st;
+	DIR		*d;
+	bool		*rm;
+	char		*orig;
+	time_t		 when;
+	time_t		*times;
+	size_t		 n = 0, i;
+	int		 fd;
+
+	if (type != CONFIG_VERSIONING_SIMPLE &&
+	    type != CONFIG_VERSIONING_STAGGERED)
+		return;
+	fd = openat(vfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	d = util_fdopendir(fd);
+	if (d == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (!version_parse(de->d_name, &orig, &when))
+			continue;
+		if (strcmp(orig, base) == 0 && fstatat(vfd, de->d_name, &st,
+		    AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
+			k = xreallocarray(k, n + 1, sizeof(*k));
+			k[n].name = xstrdup(de->d_name);
+			k[n].when = when;
+			n++;
+		}
+		free(orig);
+	}
+	closedir(d);
+	qsort(k, n, sizeof(*k), kept_newest_first);
+	rm = xcalloc(n + 1, sizeof(*rm));
+	if (type == CONFIG_VERSIONING_SIMPLE) {
+		for (i = VERSION_SIMPLE_KEEP; i < n; i++)
+			rm[i] = true;
+	} else {
+		times = xcalloc(n + 1, sizeof(*times));
+		for (i = 0; i < n; i++)
+			times[i] = k[i].when;
+		version_expire(times, n, now, rm);
+		free(times);
+	}
+	for (i = 0; i < n; i++) {
+		if (rm[i] && unlinkat(vfd, k[i].name, 0) != 0)
+			LOG_WARN("version", "cannot remove old version \"%s\": "
+			    "%s", k[i].name, strerror(errno));
+		free(k[i].name);
+	}
+	free(rm);
+	free(k);
+}
+
+/* Keeping */
+
+static int
+keep_at(const char *root, int dirfd, const char *name, bool tagged,
+    enum config_versioning thin_as, time_t now, char **stored)
+{
+	const char	*base;
+	char		*dir, *vname = NULL;
+	unsigned int	 suffix;
+	int		 vfd, rc;
+
+	*stored = NULL;
+	dir = split(name, &base);
+	vfd = store_open(root, dir, true);
+	if (vfd < 0) {
+		rc = vfd;
+		goto out;
+	}
+	if (!tagged) {
+		vname = xstrdup(base);
+		rc = util_wd_moveat(dirfd, base, vfd, vname, false);
+	} else {
+		rc = -EEXIST;
+		for (suffix = 0; suffix <= VERSION_MAX_SUFFIX; suffix++) {
+			free(vname);
+			vname = version_tagged_name(base, now, suffix);
+			if (strlen(vname) > NAME_MAX) {
+				rc = -ENAMETOOLONG;
+				break;
+			}
+			rc = util_wd_moveat(dirfd, base, vfd, vname, true);
+			if (rc != -EEXIST)
+				break;
+		}
+		if (rc == -EEXIST)
+			rc = SH_EEXIST;
+	}
+	if (rc != 0)
+		goto out;
+	/* (1): kept for sure before the caller replaces the name. */
+	rc = util_fsync(vfd);
+	if (rc != 0)
+		LOG_WARN("version", "fsync of %s after keeping \"%s\" failed: "
+		    "%s", VERSION_DIR, base, sh_strerror(rc));
+	thin(vfd, base, thin_as, now);
+	*stored = *dir != '\0' ? xasprintf("%s/%s", dir, vname) :
+	    xstrdup(vname);
+	rc = 0;
+out:
+	if (vfd >= 0)
+		close(vfd);
+	free(vname);
+	free(dir);
+	return rc;
+}
+
+int
+version_keep_at(const char *root, int dirfd, const char *name,
+    enum config_versioning type, time_t now, char **stored)
+{
+	if (type == CONFIG_VERSIONING_NONE) {
+		*stored = NULL;
+		return -EINVAL;
+	}
+	return keep_at(root, dirfd, name, type != CONFIG_VERSIONING_TRASHCAN,
+	    type, now, stored);
+}
+
+int
+version_undo_at(const char *root, int dirfd, const char *name,
+    const char *stored)
+{
+	const char	*base, *sbase;
+	char		*dir, *sdir;
+	int		 vfd, rc;
+
+	dir = split(name, &base);
+	free(dir);
+	sdir = split(stored, &sbase);
+	vfd = store_open(root, sdir, false);
+	free(sdir);
+	if (vfd < 0)
+		return vfd;
+	rc = util_wd_moveat(vfd, sbase, dirfd, base, true);
+	close(vfd);
+	return rc;
+}
+
+/* Listing */
+
+struct walk {
+	const char	*only;		/* NULL or "": all */
+	version_cb	 cb;
+	void		*arg;
+};
+
+static bool
+wanted(const char *only, const char *name)
+{
+	size_t	n;
+
+	if (only == NULL || *only == '\0')
+		return true;
+	n = strlen(only);
+	return strncmp(name, only, n) == 0 &&
+	    (name[n] == '\0' || name[n] == '/');
+}
+
+static int
+walk_dir(struct walk *w, int dfd, const char *rel, int depth)
+{
+	struct version_entry	 e;
+	struct dirent		*de;
+	struct stat		 st;
+	DIR			*d;
+	char			*path, *orig, *name;
+	time_t			 when;
+	int			 fd, rc = 0;
+
+	if (depth > LIST_DEPTH)
+		return 0;
+	fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	d = util_fdopendir(fd);
+	if (d == NULL)
+		return -errno;
+	while (rc == 0 && (de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+			continue;
+		path = *rel != '\0' ? xasprintf("%s/%s", rel, de->d_name) :
+		    xstrdup(de->d_name);
+		if (S_ISDIR(st.st_mode)) {
+			fd = openat(dirfd(d), de->d_name, O_RDONLY |
+			    O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (fd >= 0) {
+				rc = walk_dir(w, fd, path, depth + 1);
+				close(fd);
+			}
+		} else if (S_ISREG(st.st_mode)) {
+			if (!version_parse(de->d_name, &orig, &when)) {
+				orig = xstrdup(de->d_name);
+				when = st.st_ctim.tv_sec;
+			}
+			name = *rel != '\0' ? xasprintf("%s/%s", rel, orig) :
+			    xstrdup(orig);
+			if (wanted(w->only, name)) {
+				e.name = name;
+				e.stored = path;
+				e.when = when;
+				e.size = (int64_t)st.st_size;
+				rc = w->cb(&e, w->arg);
+			}
+			free(name);
+			free(orig);
+		}
+		free(path);
+	}
+	closedir(d);
+	return rc;
+}
+
+int
+version_list(const char *root, const char *name, version_cb cb, void *arg)
+{
+	struct walk	w = { .only = name, .cb = cb, .arg = arg };
+	int		vfd, rc;
+
+	vfd = store_open(root, "", false);
+	if (vfd < 0)
+		return vfd;
+	rc = walk_dir(&w, vfd, "", 0);
+	close(vfd);
+	return rc;
+}
+
+/* Restoring */
+
+int
+version_restore(const char *root, const char *name, const char *stored,
+    enum config_versioning type, time_t now, char **kept)
+{
+	const char	*base, *sbase;
+	char		*dir = NULL, *sdir = NULL, *tmp = NULL;
+	struct stat	 st;
+	int		 rfd = -1, tfd = -1, sfd = -1, rc;
+	bool		 moved = false;
+
+	*kept = NULL;
+	dir = split(name, &base);
+	sdir = split(stored, &sbase);
+	tmp = xasprintf(".syncthing.%s~restore.tmp", base);
+	if (strlen(tmp) > NAME_MAX) {
+		rc = -ENAMETOOLONG;
+		goto out;
+	}
+	sfd = store_open(root, sdir, false);
+	if (sfd < 0) {
+		rc = sfd;
+		goto out;
+	}
+	rfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (rfd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	tfd = open_below(rfd, dir, true);
+	if (tfd < 0) {
+		rc = tfd;
+		goto out;
+	}
+	/* Out of the store first, under a name the scanner ignores: a
+	 * trash-can version has the very name the current file would be
+	 * kept under. */
+	rc = util_wd_moveat(sfd, sbase, tfd, tmp, true);
+	if (rc != 0)
+		goto out;
+	moved = true;
+	if (fstatat(tfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		if (!S_ISREG(st.st_mode)) {
+			rc = -EISDIR;
+			goto out;
+		}
+		rc = keep_at(root, tfd, name, true,
+		    type == CONFIG_VERSIONING_TRASHCAN ?
+		    CONFIG_VERSIONING_NONE : type, now, kept);
+		if (rc != 0)
+			goto out;
+	} else if (errno != ENOENT) {
+		rc = -errno;
+		goto out;
+	}
+	rc = util_wd_renameat(tfd, tmp, base, true);
+	if (rc != 0) {
+		if (*kept != NULL && version_undo_at(root, tfd, name,
+		    *kept) == 0) {
+			free(*kept);
+			*kept = NULL;
+		}
+		goto out;
+	}
+	moved = false;
+	rc = util_fsync(tfd);
+	if (rc != 0)
+		LOG_WARN("version", "fsync after restoring \"%s\" failed: %s",
+		    base, sh_strerror(rc));
+	rc = 0;
+out:
+	if (moved && util_wd_moveat(tfd, tmp, sfd, sbase, true) != 0)
+		LOG_WARN("version", "the version being restored stays as "
+		    "\"%s\" next to \"%s\"", tmp, base);
+	if (sfd >= 0)
+		close(sfd);
+	if (tfd >= 0)
+		close(tfd);
+	if (rfd >= 0)
+		close(rfd);
+	free(tmp);
+	free(sdir);
+	free(dir);
+	return rc;
+}
