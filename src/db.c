@@ -944,13 +944,14 @@ db_open(const char *path, struct db **out)
 	}
 	sqlite3_finalize(s);
 	s = NULL;
-	/* cache_size -2000 = 2 MiB of page cache: the RSS target is
-	 * < 20 MiB, and the OS page cache holds the rest. journal_size_limit
+	/* cache_size -1000 = 1 MiB of page cache: the RSS target is
+	 * < 20 MiB, and the OS page cache holds the rest (2 MiB bought no
+	 * speed, docs/internals/db.md). journal_size_limit
 	 * truncates the WAL after a checkpoint so it does not keep the size
 	 * of the largest scan batch forever. */
 	if (exec_sql(db, "PRAGMA synchronous = NORMAL;"
 	    "PRAGMA foreign_keys = ON;"
-	    "PRAGMA cache_size = -2000;"
+	    "PRAGMA cache_size = -1000;"
 	    "PRAGMA temp_store = MEMORY;"
 	    "PRAGMA journal_size_limit = 67108864;") != 0)
 		goto out;

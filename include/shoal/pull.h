@@ -32,7 +32,7 @@
 #define PULL_MAX_FILES		64
 /* Bytes of block data in flight (requested, being copied or written) over
  * all files of one pull; each connection also caps its own requests. */
-#define PULL_MAX_INFLIGHT	(8 * 1024 * 1024)
+#define PULL_MAX_INFLIGHT	(6 * 1024 * 1024)
 /* Devices considered as sources for one file. */
 #define PULL_MAX_PEERS		16
 /* Names one pass may look at; the pass ends early past this (the caller
