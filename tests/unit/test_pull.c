@@ -232,6 +232,44 @@ remote_put(struct fx *f, struct record *r)
 	assert_int_equal(db_remote_put(f->db, f->idx, f->rdev, r), 0);
 }
 
+/* A remote directory record `name` with mode `perms`, stored. */
+static void
+remote_dir(struct fx *f, const char *name, uint32_t perms)
+{
+	struct record	*r = record_new();
+
+	r->name = xstrdup(name);
+	r->type = RECORD_TYPE_DIRECTORY;
+	r->permissions = perms;
+	r->modified_s = 1700000000;
+	r->modified_by = f->them;
+	record_vector_update(&r->version, f->them, util_now_unix());
+	remote_put(f, r);
+	record_free(r);
+}
+
+/* The remote deletes `name` after the version we have (its counter
+ * `ahead` seconds on): the deletion record is stored, and returned for
+ * the caller to look at and free. */
+static struct record *
+remote_delete(struct fx *f, const char *name, int64_t ahead)
+{
+	struct record	*l = local(f, name), *r = record_dup(l);
+
+	free(r->blocks);
+	r->blocks = NULL;
+	r->block_count = 0;
+	r->has_blocks_hash = false;
+	r->size = 0;
+	r->deleted = true;
+	r->modified_by = f->them;
+	r->inode = r->dev = 0;
+	record_vector_update(&r->version, f->them, util_now_unix() + ahead);
+	remote_put(f, r);
+	record_free(l);
+	return r;
+}
+
 static void
 on_done(struct pull *p, int status, void *arg)
 {
@@ -468,17 +506,7 @@ test_pull_rename_from_local_blocks(void **state)
 	r = remote_file(f, "b.bin", data, len, NULL, 1700000000, 0640);
 	remote_put(f, r);
 	record_free(r);
-	r = record_dup(old);
-	free(r->blocks);
-	r->blocks = NULL;
-	r->block_count = 0;
-	r->has_blocks_hash = false;
-	r->size = 0;
-	r->deleted = true;
-	r->modified_by = f->them;
-	record_vector_update(&r->version, f->them, util_now_unix() + 100);
-	r->inode = r->dev = 0;
-	remote_put(f, r);
+	r = remote_delete(f, "a.bin", 100);
 
 	assert_int_equal(run_pull(f), 0);
 	expect_file(f, "b.bin", data, len);
@@ -557,18 +585,7 @@ test_pull_user_change_not_overwritten(void **state)
 	record_free(r);
 	record_free(old);
 	/* And a remote deletion of gone.txt after our version. */
-	old = local(f, "gone.txt");
-	r = record_dup(old);
-	free(r->blocks);
-	r->blocks = NULL;
-	r->block_count = 0;
-	r->has_blocks_hash = false;
-	r->size = 0;
-	r->deleted = true;
-	record_vector_update(&r->version, f->them, util_now_unix() + 100);
-	remote_put(f, r);
-	record_free(r);
-	record_free(old);
+	record_free(remote_delete(f, "gone.txt", 100));
 
 	/* The user edits both after the last scan (invariant 1). */
 	write_file(f, "c.txt", mine, sizeof(mine));
@@ -936,7 +953,7 @@ static void
 test_pull_delete_keeps_nonempty_dir(void **state)
 {
 	struct fx	*f = *state;
-	struct record	*r, *l;
+	struct record	*l;
 	const char	*names[] = { "d/f", "d" };
 	char		*p;
 	size_t		 i;
@@ -946,22 +963,8 @@ test_pull_delete_keeps_nonempty_dir(void **state)
 	free(p);
 	write_file(f, "d/f", "file", 4);
 	scan(f);
-	for (i = 0; i < 2; i++) {
-		l = local(f, names[i]);
-		r = record_dup(l);
-		free(r->blocks);
-		r->blocks = NULL;
-		r->block_count = 0;
-		r->has_blocks_hash = false;
-		r->size = 0;
-		r->deleted = true;
-		r->modified_by = f->them;
-		record_vector_update(&r->version, f->them,
-		    util_now_unix() + 100);
-		remote_put(f, r);
-		record_free(r);
-		record_free(l);
-	}
+	for (i = 0; i < 2; i++)
+		record_free(remote_delete(f, names[i], 100));
 	/* A file the index does not know yet appears in d. */
 	write_file(f, "d/new", "new", 3);
 
@@ -1017,15 +1020,7 @@ test_pull_dirs_symlinks_empty_files(void **state)
 	write_file(f, "seed.bin", data, sizeof(data));
 	scan(f);
 
-	r = record_new();
-	r->name = xstrdup("sub");
-	r->type = RECORD_TYPE_DIRECTORY;
-	r->permissions = 0750;
-	r->modified_s = 1700000000;
-	r->modified_by = f->them;
-	record_vector_update(&r->version, f->them, util_now_unix());
-	remote_put(f, r);
-	record_free(r);
+	remote_dir(f, "sub", 0750);
 	r = record_new();
 	r->name = xstrdup("sub/link");
 	r->type = RECORD_TYPE_SYMLINK;
@@ -1448,24 +1443,15 @@ static void
 test_pull_nested_dirs_side_by_side(void **state)
 {
 	struct fx	*f = *state;
-	struct record	*r, *l;
+	struct record	*r;
 	const char	*dirs[] = { "t", "u", "t/a", "t/x", "t/y", "u/v",
 			    "t/a/b", "u/v/w", "t/a/b/c", "t/a/b/c/d" };
 	const char	*files[] = { "t/a/b/c/d/f", "u/v/w/g", "t/x/h" };
 	size_t		 i, nd = sizeof(dirs) / sizeof(dirs[0]);
 	size_t		 nf = sizeof(files) / sizeof(files[0]);
 
-	for (i = 0; i < nd; i++) {
-		r = record_new();
-		r->name = xstrdup(dirs[i]);
-		r->type = RECORD_TYPE_DIRECTORY;
-		r->permissions = 0755;
-		r->modified_s = 1700000000;
-		r->modified_by = f->them;
-		record_vector_update(&r->version, f->them, util_now_unix());
-		remote_put(f, r);
-		record_free(r);
-	}
+	for (i = 0; i < nd; i++)
+		remote_dir(f, dirs[i], 0755);
 	for (i = 0; i < nf; i++) {
 		r = remote_file(f, files[i], (const uint8_t *)"", 0, NULL,
 		    1700000000, 0644);
@@ -1479,23 +1465,9 @@ test_pull_nested_dirs_side_by_side(void **state)
 		assert_true(exists(f, files[i]));
 
 	/* Everything is deleted remotely. */
-	for (i = 0; i < nd + nf; i++) {
-		l = local(f, i < nd ? dirs[i] : files[i - nd]);
-		r = record_dup(l);
-		free(r->blocks);
-		r->blocks = NULL;
-		r->block_count = 0;
-		r->has_blocks_hash = false;
-		r->size = 0;
-		r->deleted = true;
-		r->modified_by = f->them;
-		r->inode = r->dev = 0;
-		record_vector_update(&r->version, f->them,
-		    util_now_unix() + 100);
-		remote_put(f, r);
-		record_free(r);
-		record_free(l);
-	}
+	for (i = 0; i < nd + nf; i++)
+		record_free(remote_delete(f, i < nd ? dirs[i] :
+		    files[i - nd], 100));
 	assert_int_equal(run_pull(f), 0);
 	assert_int_equal(f->prog.files_failed, 0);
 	assert_int_equal(f->prog.files_done, nd + nf);
@@ -1618,15 +1590,7 @@ test_pull_into_readonly_dir(void **state)
 	fill(data, sizeof(data), 9);
 	write_file(f, "seed.bin", data, sizeof(data));	/* blocks found here */
 	scan(f);
-	r = record_new();
-	r->name = xstrdup("ro");
-	r->type = RECORD_TYPE_DIRECTORY;
-	r->permissions = 0555;
-	r->modified_s = 1700000000;
-	r->modified_by = f->them;
-	record_vector_update(&r->version, f->them, util_now_unix());
-	remote_put(f, r);
-	record_free(r);
+	remote_dir(f, "ro", 0555);
 	r = remote_file(f, "ro/a.bin", data, sizeof(data), NULL, 1700000000,
 	    0644);
 	remote_put(f, r);
@@ -1712,19 +1676,8 @@ test_pull_keeps_versions(void **state)
 	record_free(l);
 
 	/* The remote deletes it after the version we now have. */
-	l = local(f, "v.txt");
 	record_free(r);
-	r = record_dup(l);
-	free(r->blocks);
-	r->blocks = NULL;
-	r->block_count = 0;
-	r->has_blocks_hash = false;
-	r->size = 0;
-	r->deleted = true;
-	r->modified_by = f->them;
-	record_vector_update(&r->version, f->them, util_now_unix() + 200);
-	r->inode = r->dev = 0;
-	remote_put(f, r);
+	r = remote_delete(f, "v.txt", 200);
 	assert_int_equal(run_pull(f), 0);
 	assert_false(exists(f, "v.txt"));
 	n = 0;
@@ -1736,7 +1689,6 @@ test_pull_keeps_versions(void **state)
 	n = 0;
 	assert_int_equal(version_list(f->root, NULL, count_versions, &n), 0);
 	assert_int_equal(n, 2);
-	record_free(l);
 	record_free(r);
 }
 
