@@ -1318,6 +1318,22 @@ versions_of(const struct config_folder *cf, const char *only)
 	return sorted;
 }
 
+/* Load the config and list the versions of `name` (or all) in FOLDER_ID;
+ * NULL after a message. *cfg is the caller's to free either way. */
+static json_t *
+folder_versions(struct cli *c, const char *id, const char *name,
+    struct config **cfg, const struct config_folder **cf)
+{
+	if (need_home(c) != 0 || load_config(c, cfg) != 0)
+		return NULL;
+	*cf = config_folder_find(*cfg, id);
+	if (*cf == NULL) {
+		fail("folder \"%s\" is not configured", id);
+		return NULL;
+	}
+	return versions_of(*cf, name);
+}
+
 static int
 cmd_versions(struct cli *c, int argc, char **argv)
 {
@@ -1349,14 +1365,7 @@ cmd_versions(struct cli *c, int argc, char **argv)
 	if (path != NULL && (name = version_arg_name(path)) == NULL)
 		return usage_error("versions", "bad PATH \"%s\": want a name "
 		    "inside the folder", path);
-	if (need_home(c) != 0 || load_config(c, &cfg) != 0)
-		goto out;
-	cf = config_folder_find(cfg, id);
-	if (cf == NULL) {
-		fail("folder \"%s\" is not configured", id);
-		goto out;
-	}
-	arr = versions_of(cf, name);
+	arr = folder_versions(c, id, name, &cfg, &cf);
 	if (arr == NULL)
 		goto out;
 	if (as_json) {
@@ -1445,14 +1454,7 @@ cmd_restore(struct cli *c, int argc, char **argv)
 	if ((name = version_arg_name(path)) == NULL)
 		return usage_error("restore", "bad PATH \"%s\": want a name "
 		    "inside the folder", path);
-	if (need_home(c) != 0 || load_config(c, &cfg) != 0)
-		goto out;
-	cf = config_folder_find(cfg, id);
-	if (cf == NULL) {
-		fail("folder \"%s\" is not configured", id);
-		goto out;
-	}
-	arr = versions_of(cf, name);
+	arr = folder_versions(c, id, name, &cfg, &cf);
 	if (arr == NULL)
 		goto out;
 	/* Newest first: the first of `name` not newer than --at. */
