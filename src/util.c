@@ -718,21 +718,27 @@ util_wd_symlinkat(const char *target, int dirfd, const char *name)
 }
 
 int
-util_open_parent(const char *root, const char *name)
+util_open_dirs_at(int start, const char *rel, size_t len, bool create)
 {
-	const char	*p, *slash;
+	const char	*p = rel, *end = rel + len, *slash;
 	char		*comp;
 	int		 fd, nfd;
 
-	fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = openat(start, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	p = name;
-	while ((slash = strchr(p, '/')) != NULL) {
+	while (p < end) {
+		slash = memchr(p, '/', (size_t)(end - p));
+		if (slash == NULL)
+			slash = end;
 		comp = xstrndup(p, (size_t)(slash - p));
-		nfd = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-		    O_CLOEXEC);
-		nfd = nfd < 0 ? -errno : nfd;
+		nfd = create ? util_wd_mkdirat(fd, comp, 0755) : 0;
+		if (nfd == 0 || nfd == -EEXIST) {
+			/* A symlink in the way fails here (ELOOP, ENOTDIR). */
+			nfd = openat(fd, comp, O_RDONLY | O_DIRECTORY |
+			    O_NOFOLLOW | O_CLOEXEC);
+			nfd = nfd < 0 ? -errno : nfd;
+		}
 		free(comp);
 		close(fd);
 		if (nfd < 0)
@@ -741,6 +747,21 @@ util_open_parent(const char *root, const char *name)
 		p = slash + 1;
 	}
 	return fd;
+}
+
+int
+util_open_parent(const char *root, const char *name)
+{
+	const char	*slash = strrchr(name, '/');
+	int		 fd, rc;
+
+	fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	rc = util_open_dirs_at(fd, name,
+	    slash != NULL ? (size_t)(slash - name) : 0, false);
+	close(fd);
+	return rc;
 }
 
 int

@@ -155,40 +155,11 @@ version_expire(const time_t *times, size_t n, time_t now, bool *remove)
 
 /* Directories */
 
-/* Open (making them when `create`) the directories of `rel` below the
- * directory open as `start`, one component at a time, never following a
- * symlink (2). "" opens `start` again. Descriptor or -errno. */
+/* The directories of `rel` below `start`, made when `create` (2). */
 static int
 open_below(int start, const char *rel, bool create)
 {
-	const char	*p = rel, *slash;
-	char		*comp;
-	int		 fd, nfd;
-
-	fd = openat(start, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	while (*p != '\0') {
-		slash = strchr(p, '/');
-		comp = slash != NULL ? xstrndup(p, (size_t)(slash - p)) :
-		    xstrdup(p);
-		nfd = create ? util_wd_mkdirat(fd, comp, 0755) : 0;
-		if (nfd == 0 || nfd == -EEXIST) {
-			/* A symlink in the way fails here (ELOOP, ENOTDIR). */
-			nfd = openat(fd, comp, O_RDONLY | O_DIRECTORY |
-			    O_NOFOLLOW | O_CLOEXEC);
-			nfd = nfd < 0 ? -errno : nfd;
-		}
-		free(comp);
-		close(fd);
-		if (nfd < 0)
-			return nfd;
-		fd = nfd;
-		if (slash == NULL)
-			break;
-		p = slash + 1;
-	}
-	return fd;
+	return util_open_dirs_at(start, rel, strlen(rel), create);
 }
 
 /* The store directory for the directory part `dir` of a name. */

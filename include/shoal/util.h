@@ -104,6 +104,13 @@ int	util_mkdir_p(const char *path, mode_t mode) SH_MUST_CHECK;
  * (-ELOOP or -ENOTDIR when a component is a symlink).
  */
 int	util_open_parent(const char *root, const char *name);
+/*
+ * Open the directory reached from the directory open as `start` through
+ * the first `len` bytes of `rel` ('/'-separated; 0 reopens `start`), one
+ * component at a time with O_NOFOLLOW; with `create`, missing ones are
+ * made (0755). Returns the fd (caller closes) or -errno.
+ */
+int	util_open_dirs_at(int start, const char *rel, size_t len, bool create);
 /* Join two path parts with one '/'. Caller frees. */
 char	*util_path_join(const char *a, const char *b);
 
