@@ -176,7 +176,7 @@ load_config(const struct cli *c, struct config **out)
 static int
 lock_config(const struct cli *c)
 {
-	char	*path = home_file(c, "config.lock");
+	char	*path = home_file(c, CONFIG_LOCK_FILE);
 	int	 fd;
 
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -611,7 +611,7 @@ cmd_device_list(struct cli *c, int argc, char **argv)
 {
 	struct config	*cfg = NULL;
 	json_t		*arr = NULL;
-	char		 idstr[IDENTITY_ID_STR_SIZE];
+	char		 idstr[IDENTITY_ID_STR_SIZE], byid[IDENTITY_ID_STR_SIZE];
 	bool		 as_json = false;
 	size_t		 i, j;
 	int		 r;
@@ -629,16 +629,25 @@ cmd_device_list(struct cli *c, int argc, char **argv)
 		identity_id_format(&d->id, idstr);
 		for (j = 0; j < d->address_count; j++)
 			json_array_append_new(addrs, json_string(d->addresses[j]));
+		if (d->has_introduced_by)
+			identity_id_format(&d->introduced_by, byid);
 		if (as_json) {
-			json_array_append_new(arr, json_pack("{s:s, s:s, s:o, s:b}",
+			json_t *o = json_pack("{s:s, s:s, s:o, s:b}",
 			    "device_id", idstr, "name", d->name, "addresses", addrs,
-			    "introducer", d->introducer));
+			    "introducer", d->introducer);
+
+			json_object_set_new(o, "introduced_by", d->has_introduced_by ?
+			    json_string(byid) : json_null());
+			json_array_append_new(arr, o);
 			continue;
 		}
 		printf("%s  %s", idstr, d->name[0] != '\0' ? d->name : "-");
 		for (j = 0; j < d->address_count; j++)
 			printf("%s%s", j == 0 ? "  " : ",", d->addresses[j]);
-		printf("%s\n", d->introducer ? "  (introducer)" : "");
+		printf("%s", d->introducer ? "  (introducer)" : "");
+		if (d->has_introduced_by)
+			printf("  (introduced by %.7s)", byid);
+		printf("\n");
 		json_decref(addrs);
 	}
 	if (as_json) {
@@ -1505,7 +1514,8 @@ static const struct cli_cmd device_cmds[] = {
 	  "shoal device add ID [--name N] [--address tcp://HOST:PORT]... "
 	  "[--introducer]\n  Add a device we will connect to. Without "
 	  "--address it is found through LAN discovery (\"dynamic\").\n"
-	  "  --introducer is recorded, but introductions are not made yet." },
+	  "  --introducer: take the devices it shares our folders with as "
+	  "ours too." },
 	{ "remove", cmd_device_remove,
 	  "shoal device remove ID\n  Forget a device and unshare every folder "
 	  "from it." },

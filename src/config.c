@@ -47,6 +47,8 @@ enum section {
 #define KEY_RESCAN	(1u << 10)
 #define KEY_WATCH	(1u << 11)
 #define KEY_MAXCONFLICTS (1u << 12)
+#define KEY_INTRODUCEDBY (1u << 13)
+#define KEY_SKIPREMOVALS (1u << 14)
 
 /* A `share =` line, checked once all devices are known. */
 struct share_ref {
@@ -610,6 +612,8 @@ key_bit(const char *key)
 		{ "type", KEY_TYPE }, { "versioning", KEY_VERSIONING },
 		{ "rescan", KEY_RESCAN }, { "watch", KEY_WATCH },
 		{ "max_conflicts", KEY_MAXCONFLICTS },
+		{ "introduced_by", KEY_INTRODUCEDBY },
+		{ "skip_introduction_removals", KEY_SKIPREMOVALS },
 	};
 	size_t	i;
 
@@ -698,11 +702,21 @@ parse_device_key(struct parser *p, const char *key, char *v)
 		d->addresses = xreallocarray(d->addresses,
 		    d->address_count + 1, sizeof(*d->addresses));
 		d->addresses[d->address_count++] = xstrdup(v);
-	} else if (strcmp(key, "introducer") == 0) {
+	} else if (strcmp(key, "introducer") == 0 ||
+	    strcmp(key, "skip_introduction_removals") == 0) {
 		if (!parse_bool(v, &b))
-			return perr(p, "%sintroducer: bad boolean \"%s\" "
-			    "(want true or false)", ctx, qv(v, qbuf));
-		d->introducer = b;
+			return perr(p, "%s%s: bad boolean \"%s\" (want true or "
+			    "false)", ctx, key, qv(v, qbuf));
+		if (key[0] == 'i')
+			d->introducer = b;
+		else
+			d->skip_introduction_removals = b;
+	} else if (strcmp(key, "introduced_by") == 0) {
+		char	e[64];
+
+		if (identity_id_parse(v, &d->introduced_by, e, sizeof(e)) != 0)
+			return perr(p, "%sintroduced_by: %s", ctx, e);
+		d->has_introduced_by = true;
 	} else
 		return perr(p, "%sunknown key \"%s\"", ctx, qv(key, qbuf));
 	return 0;
@@ -1085,6 +1099,12 @@ config_format(const struct config *c)
 			fmt_value(&o, "address", d->addresses[j]);
 		fmt_printf(&o, "introducer = %s\n",
 		    d->introducer ? "true" : "false");
+		if (d->skip_introduction_removals)
+			fmt_printf(&o, "skip_introduction_removals = true\n");
+		if (d->has_introduced_by) {
+			identity_id_format(&d->introduced_by, id);
+			fmt_printf(&o, "introduced_by = %s\n", id);
+		}
 	}
 	for (i = 0; i < c->folder_count; i++) {
 		f = &c->folders[i];
@@ -1325,4 +1345,24 @@ config_folder_share(struct config *c, const char *folder_id,
 	    sizeof(*f->shares));
 	f->shares[f->share_count++] = *dev;
 	return 0;
+}
+
+int
+config_folder_unshare(struct config *c, const char *folder_id,
+    const struct device_id *dev)
+{
+	struct config_folder	*f = config_folder_find(c, folder_id);
+	size_t			 i;
+
+	if (f == NULL)
+		return SH_ENOTFOUND;
+	for (i = 0; i < f->share_count; i++) {
+		if (identity_id_equal(&f->shares[i], dev)) {
+			memmove(&f->shares[i], &f->shares[i + 1],
+			    (f->share_count - i - 1) * sizeof(*f->shares));
+			f->share_count--;
+			return 0;
+		}
+	}
+	return SH_ENOTFOUND;
 }

@@ -68,6 +68,7 @@
 #include "shoal/conn.h"
 #include "shoal/db.h"
 #include "shoal/hash.h"
+#include "shoal/intro.h"
 #include "shoal/log.h"
 #include "shoal/proto.h"
 #include "shoal/util.h"
@@ -474,6 +475,10 @@ send_cluster_config(struct conn *c)
 			}
 			fill_device(&devs[nd], &cd->id, cd->name, cd->addresses,
 			    cd->address_count, rix, ms);
+			/* bep-brief §12: whom we take introductions from. */
+			devs[nd].introducer = cd->introducer;
+			devs[nd].skip_introduction_removals =
+			    cd->skip_introduction_removals;
 			dptrs[nd] = &devs[nd];
 			nd++;
 		}
@@ -611,6 +616,54 @@ apply_cluster_config(struct conn *c, const Shoal__Bep__ClusterConfig *cc)
 	return 0;
 }
 
+/* An introducer's ClusterConfig (bep-brief §12): the devices it lists for
+ * the folders we share with it go to the manager, which may change the
+ * config. Devices with an encryption token are for encrypted folders,
+ * which we do not have. */
+static void
+report_introductions(struct conn *c, const Shoal__Bep__ClusterConfig *cc)
+{
+	const struct config		*cfg = c->env->cfg;
+	const struct config_device	*pd = config_device_find(cfg, &c->peer);
+	struct intro_view		*v;
+	size_t				 i, j, k;
+
+	if (pd == NULL || !pd->introducer || c->hooks.on_introduction == NULL)
+		return;
+	v = xcalloc(1, sizeof(*v));
+	v->introducer = c->peer;
+	v->folders = xcalloc(cc->n_folders + 1, sizeof(*v->folders));
+	for (i = 0; i < cc->n_folders; i++) {
+		const Shoal__Bep__Folder *pf = cc->folders[i];
+		const struct config_folder *cf = config_folder_find(cfg, pf->id);
+		struct intro_folder *f;
+
+		if (cf == NULL || !cfg_shares(c, cf))
+			continue;
+		f = &v->folders[v->folder_count++];
+		f->id = xstrdup(pf->id);
+		f->devices = xcalloc(pf->n_devices + 1, sizeof(*f->devices));
+		for (j = 0; j < pf->n_devices; j++) {
+			const Shoal__Bep__Device *pd2 = pf->devices[j];
+			struct intro_device *d;
+
+			if (pd2->id.len != IDENTITY_ID_LEN ||
+			    pd2->encryption_password_token.len > 0)
+				continue;
+			d = &f->devices[f->device_count++];
+			memcpy(d->id.raw, pd2->id.data, IDENTITY_ID_LEN);
+			d->name = xstrdup(pd2->name != NULL ? pd2->name : "");
+			d->introducer = pd2->introducer;
+			d->addresses = xcalloc(pd2->n_addresses + 1,
+			    sizeof(*d->addresses));
+			for (k = 0; k < pd2->n_addresses; k++)
+				d->addresses[d->address_count++] =
+				    xstrdup(pd2->addresses[k]);
+		}
+	}
+	c->hooks.on_introduction(c, v, c->arg);
+}
+
 static void
 handle_cluster_config(struct conn *c, const Shoal__Bep__ClusterConfig *cc)
 {
@@ -623,6 +676,7 @@ handle_cluster_config(struct conn *c, const Shoal__Bep__ClusterConfig *cc)
 		close_internal(c, "internal error applying cluster config", true);
 		return;
 	}
+	report_introductions(c, cc);
 	if (c->state == CONN_STATE_CONFIG) {
 		c->state = CONN_STATE_ACTIVE;
 		c->info.state = CONN_STATE_ACTIVE;

@@ -42,6 +42,7 @@
 #include "shoal/folder.h"
 #include "shoal/hash.h"
 #include "shoal/identity.h"
+#include "shoal/intro.h"
 #include "shoal/log.h"
 #include "shoal/model.h"
 #include "shoal/net.h"
@@ -89,6 +90,9 @@ struct daemon {
 	uv_signal_t		 sigterm;
 	uv_fs_poll_t		 cfg_poll;
 	uv_timer_t		 trim;		/* util_bigbuf_trim */
+	uv_timer_t		 intro_timer;	/* applies intro_pending */
+	struct intro_view	**intro_pending; /* owned; one per introducer */
+	size_t			 intro_count;
 	struct folder		**folders;	/* owned array of owned folders */
 	size_t			 folder_count;
 	uint64_t		 start_ms;
@@ -216,24 +220,6 @@ apply_folders(struct daemon *d)
 	}
 }
 
-/* Introductions (bep-brief §12) are not done yet: say so rather than let
- * `introducer = true` look as if it worked. */
-static void
-warn_introducers(const struct config *cfg)
-{
-	char	id[IDENTITY_ID_STR_SIZE];
-	size_t	i;
-
-	for (i = 0; i < cfg->device_count; i++) {
-		if (!cfg->devices[i].introducer)
-			continue;
-		identity_id_format(&cfg->devices[i].id, id);
-		LOG_WARN("config", "device %s is marked introducer, but this "
-		    "build does not act on introductions yet: add the devices "
-		    "it would introduce by hand", id);
-	}
-}
-
 /* Reload the config file; keeps the old one on any error. 0 or error. */
 static int
 reload_config(struct daemon *d, char *err, size_t err_size)
@@ -264,8 +250,104 @@ reload_config(struct daemon *d, char *err, size_t err_size)
 	}
 	LOG_INFO("config", "reloaded \"%s\" (%zu devices, %zu folders)",
 	    d->config_path, cfg->device_count, cfg->folder_count);
-	warn_introducers(cfg);
 	return 0;
+}
+
+/* ---- introductions (bep-brief §12) ---- */
+
+#define DAEMON_INTRO_RETRY_MS	100
+
+static void
+intro_log(const char *what, void *arg)
+{
+	(void)arg;
+	LOG_INFO("intro", "%s", what);
+}
+
+/*
+ * Apply the pending introducers' views to the config file, under the
+ * lock the CLI takes for its edits, then reload it like any edit. While a
+ * CLI holds the lock, look again shortly: the views wait (the latest per
+ * introducer).
+ */
+static void
+intro_timer_cb(uv_timer_t *t)
+{
+	struct daemon	*d = t->data;
+	struct config	*cfg = NULL;
+	char		 err[CONFIG_ERR_SIZE], *path;
+	size_t		 i;
+	int		 lock, changes = 0, rc;
+
+	path = util_path_join(d->home, CONFIG_LOCK_FILE);
+	lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	free(path);
+	if (lock >= 0 && flock(lock, LOCK_EX | LOCK_NB) != 0) {
+		rc = errno;
+		close(lock);
+		lock = -1;
+		if (rc == EWOULDBLOCK && uv_timer_start(t, intro_timer_cb,
+		    DAEMON_INTRO_RETRY_MS, 0) == 0)
+			return;
+		errno = rc;
+	}
+	if (lock < 0) {
+		LOG_WARN("intro", "cannot lock the config for introductions: "
+		    "%s", strerror(errno));
+		goto out;
+	}
+	if (config_load(d->config_path, &cfg, err, sizeof(err)) != 0) {
+		LOG_WARN("intro", "introductions not applied: %s", err);
+		goto out;
+	}
+	for (i = 0; i < d->intro_count; i++)
+		changes += intro_apply(cfg, &d->env.self, d->intro_pending[i],
+		    intro_log, d);
+	if (changes > 0) {
+		rc = config_save(cfg, d->config_path);
+		if (rc != 0)
+			LOG_ERROR("intro", "cannot write \"%s\": %s",
+			    d->config_path, sh_strerror(rc));
+		else
+			(void)reload_config(d, err, sizeof(err));
+	}
+out:
+	for (i = 0; i < d->intro_count; i++)
+		intro_view_free(d->intro_pending[i]);
+	d->intro_count = 0;
+	config_free(cfg);
+	if (lock >= 0)
+		close(lock);
+}
+
+/* An introducer's ClusterConfig arrived (net.c passes the view on). */
+static void
+on_introduction(struct net *n, struct intro_view *v, void *arg)
+{
+	struct daemon	*d = arg;
+	size_t		 i;
+
+	(void)n;
+	if (d->stopping) {
+		intro_view_free(v);
+		return;
+	}
+	for (i = 0; i < d->intro_count; i++) {
+		if (identity_id_equal(&d->intro_pending[i]->introducer,
+		    &v->introducer)) {
+			intro_view_free(d->intro_pending[i]);
+			d->intro_pending[i] = v;
+			break;
+		}
+	}
+	if (i == d->intro_count) {
+		d->intro_pending = xreallocarray(d->intro_pending,
+		    d->intro_count + 1, sizeof(*d->intro_pending));
+		d->intro_pending[d->intro_count++] = v;
+	}
+	if (!uv_is_active((uv_handle_t *)&d->intro_timer) &&
+	    uv_timer_start(&d->intro_timer, intro_timer_cb, 0, 0) != 0)
+		LOG_WARN("intro", "cannot schedule introductions");
 }
 
 /* Buffers kept for block transfers go back to the system once the
@@ -754,6 +836,7 @@ stop(struct daemon *d, const char *why)
 	uv_close((uv_handle_t *)&d->sigterm, noop_close_cb);
 	uv_close((uv_handle_t *)&d->cfg_poll, noop_close_cb);
 	uv_close((uv_handle_t *)&d->trim, noop_close_cb);
+	uv_close((uv_handle_t *)&d->intro_timer, noop_close_cb);
 }
 
 static void
@@ -832,7 +915,6 @@ daemon_run(const char *home)
 		LOG_ERROR("config", "%s", err);
 		goto out;
 	}
-	warn_introducers(d.cfg);
 	db_path = util_path_join(home, DB_FILE);
 	rc = db_open(db_path, &d.db);
 	if (rc != 0) {
@@ -895,11 +977,15 @@ daemon_run(const char *home)
 		rc = uv_fs_poll_init(&d.loop, &d.cfg_poll);
 	if (rc == 0)
 		rc = uv_timer_init(&d.loop, &d.trim);
+	if (rc == 0)
+		rc = uv_timer_init(&d.loop, &d.intro_timer);
 	if (rc != 0) {
 		LOG_ERROR("daemon", "handle init: %s", uv_strerror(rc));
 		goto out;
 	}
 	d.sigint.data = d.sigterm.data = d.cfg_poll.data = &d;
+	d.intro_timer.data = &d;
+	net_set_intro_cb(d.net, on_introduction, &d);
 	rc = uv_signal_start(&d.sigint, signal_cb, SIGINT);
 	if (rc == 0)
 		rc = uv_signal_start(&d.sigterm, signal_cb, SIGTERM);
@@ -951,6 +1037,9 @@ out:
 	util_bigbuf_trim();
 	util_bigbuf_trim();
 	free(d.folders);
+	for (i = 0; i < d.intro_count; i++)
+		intro_view_free(d.intro_pending[i]);
+	free(d.intro_pending);
 	fetch_free(d.fetch);
 	tls_config_free(d.tls);
 	db_close(d.db);

@@ -32,6 +32,7 @@
 #include "shoal/config.h"
 #include "shoal/conn.h"
 #include "shoal/identity.h"
+#include "shoal/intro.h"
 #include "shoal/log.h"
 #include "shoal/net.h"
 #include "shoal/tls.h"
@@ -100,6 +101,8 @@ struct net {
 	struct conn_env	 env;		/* borrowed by every conn */
 	net_change_cb	 cb;
 	void		*cb_arg;
+	net_intro_cb	 intro_cb;
+	void		*intro_arg;
 	uv_tcp_t	*listener;	/* NULL when not listening */
 	char		 listen_addr[NET_ADDR_SIZE];
 	struct ndev	*devs;
@@ -606,12 +609,32 @@ hook_closed(struct conn *c, void *arg)
 	net_unref(n);
 }
 
+static void
+hook_introduction(struct conn *c, struct intro_view *v, void *arg)
+{
+	struct npeer	*p = arg;
+
+	(void)c;
+	if (p->n->intro_cb != NULL && !p->n->closing)
+		p->n->intro_cb(p->n, v, p->n->intro_arg);
+	else
+		intro_view_free(v);
+}
+
 static const struct conn_hooks net_hooks = {
 	.on_hello = hook_hello,
 	.on_active = hook_active,
 	.on_remote_index = hook_remote_index,
+	.on_introduction = hook_introduction,
 	.on_closed = hook_closed,
 };
+
+void
+net_set_intro_cb(struct net *n, net_intro_cb cb, void *arg)
+{
+	n->intro_cb = cb;
+	n->intro_arg = arg;
+}
 
 /* Takes ownership of tcp. */
 static int

@@ -18,6 +18,9 @@
 #include "shoal/identity.h"
 
 #define CONFIG_FILE		"config"
+/* flock(2)ed around every read-modify-write of the config file, by the
+ * CLI and by the daemon's introductions. */
+#define CONFIG_LOCK_FILE	"config.lock"
 #define CONFIG_MAX_SIZE		(4 * 1024 * 1024)
 #define CONFIG_ERR_SIZE		512
 #define CONFIG_DEFAULT_LISTEN	"tcp://0.0.0.0:22000"
@@ -56,6 +59,12 @@ struct config_device {
 	char			**addresses;	/* owned; "dynamic" or tcp://H:P */
 	size_t			 address_count;
 	bool			 introducer;
+	/* Added by an introducer (bep-brief §12): that device's ID. Its
+	 * introductions may remove this device again. */
+	bool			 has_introduced_by;
+	struct device_id	 introduced_by;
+	/* For an introducer: never remove what it introduced. */
+	bool			 skip_introduction_removals;
 };
 
 struct config_folder {
@@ -123,6 +132,10 @@ int	config_folder_remove(struct config *c, const char *id) SH_MUST_CHECK;
 int	config_folder_share(struct config *c, const char *folder_id,
 	    const struct device_id *dev, char *err, size_t err_size)
 	    SH_MUST_CHECK;
+/* Stop sharing folder `folder_id` with `dev`: 0, or SH_ENOTFOUND when it
+ * was not shared with it. */
+int	config_folder_unshare(struct config *c, const char *folder_id,
+	    const struct device_id *dev) SH_MUST_CHECK;
 
 /* Queries */
 struct config_device *config_device_find(const struct config *c,

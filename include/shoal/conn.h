@@ -64,6 +64,8 @@ struct conn_env {
 	uint64_t		 short_id;
 };
 
+struct intro_view;
+
 struct conn_hooks {
 	/*
 	 * The peer's Hello arrived and TLS authenticated its certificate.
@@ -77,6 +79,11 @@ struct conn_hooks {
 	void	(*on_active)(struct conn *c, void *arg);
 	/* A peer's index for a folder changed (records stored). May be NULL. */
 	void	(*on_remote_index)(struct conn *c, int64_t folder_idx, void *arg);
+	/* A peer our config marks `introducer` sent its ClusterConfig: what
+	 * it lists for the folders we share with it (intro.h). The hook owns
+	 * `v` (intro_view_free). May be NULL. */
+	void	(*on_introduction)(struct conn *c, struct intro_view *v,
+		    void *arg);
 	/* Runs exactly once, when the connection is gone; `c` is freed when
 	 * it returns. */
 	void	(*on_closed)(struct conn *c, void *arg);

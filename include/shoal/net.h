@@ -45,6 +45,10 @@ struct config;
 /* Called when a peer's index of a folder changed (folder_idx), and when
  * peers come and go (folder_idx -1). Never called after net_close(). */
 typedef void (*net_change_cb)(struct net *n, int64_t folder_idx, void *arg);
+/* An introducer's view (intro.h), owned by the callback from then on. */
+struct intro_view;
+typedef void (*net_intro_cb)(struct net *n, struct intro_view *v,
+	    void *arg);
 
 /* Lifecycle */
 /*
@@ -57,6 +61,9 @@ int	net_open(const struct conn_env *env, net_change_cb cb, void *arg,
 	    struct net **out) SH_MUST_CHECK;
 /* Close the listener and every connection; freed asynchronously. */
 void	net_close(struct net *n);
+/* Where introducers' ClusterConfigs go (bep-brief §12); without one they
+ * are dropped. */
+void	net_set_intro_cb(struct net *n, net_intro_cb cb, void *arg);
 /* The config was reloaded: drop connections of removed devices, dial new
  * ones, send fresh ClusterConfigs. */
 void	net_reconfigure(struct net *n, const struct config *cfg);

@@ -40,8 +40,10 @@ static const char full_text[] =
     "address = tcp://[2001:db8::1]:22000\n"
     "address = dynamic\n"
     "introducer = yes\n"
+    "skip_introduction_removals = true\n"
     "\n"
     "[device " ID2 "]\n"
+    "introduced_by = " ID1 "\n"
     "\n"
     "[folder default]\n"
     "label = Default Folder\n"
@@ -142,6 +144,10 @@ test_config_round_trip(void **state)
 	assert_string_equal(c->devices[0].addresses[1],
 	    "tcp://[2001:db8::1]:22000");
 	assert_true(c->devices[0].introducer);
+	assert_true(c->devices[0].skip_introduction_removals);
+	assert_false(c->devices[0].has_introduced_by);
+	assert_true(c->devices[1].has_introduced_by);
+	assert_true(identity_id_equal(&c->devices[1].introduced_by, &id1));
 	assert_string_equal(c->devices[1].name, "");
 	f = config_folder_find(c, "default");
 	assert_non_null(f);
@@ -231,6 +237,12 @@ static const struct err_case err_cases[] = {
 	  "config:2: unknown key \"colour\" in [options]" },
 	{ "[device " ID1 "]\nport = 1\n",
 	  "config:2: device \"P56IOI7\": unknown key \"port\"" },
+	{ "[device " ID1 "]\nskip_introduction_removals = often\n",
+	  "config:2: device \"P56IOI7\": skip_introduction_removals: bad "
+	  "boolean \"often\" (want true or false)" },
+	{ "[device " ID1 "]\nintroduced_by = ABC\n",
+	  "config:2: device \"P56IOI7\": introduced_by: device ID \"ABC\": "
+	  "wrong length 3 (want 56 or 52 characters)" },
 	{ "[folder a]\npath = /a\nowner = me\n",
 	  "config:3: folder \"a\": unknown key \"owner\"" },
 	{ "[options]\n[remote x]\n",
