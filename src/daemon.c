@@ -220,22 +220,27 @@ apply_folders(struct daemon *d)
 	}
 }
 
+static void	start_discovery(struct daemon *d);
+
 /* Reload the config file; keeps the old one on any error. 0 or error. */
 static int
 reload_config(struct daemon *d, char *err, size_t err_size)
 {
 	struct config	*cfg = NULL;
 	int		 rc;
+	bool		 relisten;
 
 	rc = config_load(d->config_path, &cfg, err, err_size);
 	if (rc != 0) {
 		LOG_ERROR("config", "%s (keeping the last good config)", err);
 		return rc;
 	}
-	if (strcmp(cfg->api, d->cfg->api) != 0 ||
-	    strcmp(cfg->listen, d->cfg->listen) != 0)
-		LOG_WARN("config", "listen/api address changes take effect after "
-		    "a restart");
+	if (strcmp(cfg->api, d->cfg->api) != 0)
+		LOG_WARN("config", "an api address change takes effect after a "
+		    "restart");
+	relisten = strcmp(cfg->listen, d->cfg->listen) != 0 ||
+	    cfg->announce_lan != d->cfg->announce_lan ||
+	    cfg->listen_lan != d->cfg->listen_lan;
 	/* Everything that borrows the config moves to the new one before the
 	 * old one is freed; folder_reconfigure copies what it keeps. */
 	{
@@ -247,6 +252,13 @@ reload_config(struct daemon *d, char *err, size_t err_size)
 			net_reconfigure(d->net, cfg);
 		apply_folders(d);
 		config_free(old);
+	}
+	/* Discovery announces the address we listen on, with the flags the
+	 * config has: start it again when either changed. */
+	if (relisten && d->net != NULL) {
+		disco_close(d->disco);
+		d->disco = NULL;
+		start_discovery(d);
 	}
 	LOG_INFO("config", "reloaded \"%s\" (%zu devices, %zu folders)",
 	    d->config_path, cfg->device_count, cfg->folder_count);

@@ -105,6 +105,7 @@ struct net {
 	void		*intro_arg;
 	uv_tcp_t	*listener;	/* NULL when not listening */
 	char		 listen_addr[NET_ADDR_SIZE];
+	char		*listen_url;	/* owned; the config's, as bound */
 	struct ndev	*devs;
 	struct npeer	*peers;
 	struct device_id *allowed;	/* owned: configured IDs but ours */
@@ -245,6 +246,7 @@ net_unref(struct net *n)
 		free(n->pending[i].address);
 	}
 	free(n->allowed);
+	free(n->listen_url);
 	free(n);
 }
 
@@ -764,18 +766,15 @@ out:
 }
 
 static int
-listen_start(struct net *n)
+listen_start(struct net *n, const char *url)
 {
 	struct sockaddr_storage	 ss;
 	struct addrinfo		 hints;
 	uv_getaddrinfo_t	 req;
 	char			 host[NET_HOST_SIZE];
-	const char		*url;
 	uint16_t		 port;
 	int			 rc;
 
-	url = n->env.cfg->listen != NULL ? n->env.cfg->listen :
-	    CONFIG_DEFAULT_LISTEN;
 	rc = net_addr_parse(url, host, sizeof(host), &port);
 	if (rc != 0) {
 		LOG_ERROR(COMP, "listen address \"%s\" is not tcp://HOST:PORT",
@@ -821,9 +820,45 @@ listen_start(struct net *n)
 		goto out;
 	}
 	LOG_INFO(COMP, "listening on %s", n->listen_addr);
+	free(n->listen_url);
+	n->listen_url = xstrdup(url);
 	rc = 0;
 out:
 	return rc;
+}
+
+static const char *
+cfg_listen(const struct net *n)
+{
+	return n->env.cfg->listen != NULL ? n->env.cfg->listen :
+	    CONFIG_DEFAULT_LISTEN;
+}
+
+/*
+ * The config's listen address changed: listen there instead. The old
+ * socket goes first (its descriptor closes at once), so a new host on the
+ * same port can bind; if the new address fails, we listen where we did.
+ * Connections already made are not touched.
+ */
+static void
+listen_update(struct net *n)
+{
+	char	*old;
+
+	if (n->listen_url == NULL || strcmp(cfg_listen(n), n->listen_url) == 0)
+		return;
+	old = xstrdup(n->listen_url);
+	if (n->listener != NULL) {
+		uv_close((uv_handle_t *)n->listener, handle_free_cb);
+		n->listener = NULL;
+	}
+	n->listen_addr[0] = '\0';
+	if (listen_start(n, cfg_listen(n)) != 0) {
+		LOG_WARN(COMP, "keeping the old listen address %s", old);
+		if (listen_start(n, old) != 0)
+			n->listen_addr[0] = '\0';
+	}
+	free(old);
 }
 
 /* Dialler */
@@ -1075,7 +1110,7 @@ net_open(const struct conn_env *env, net_change_cb cb, void *arg,
 	n->cb_arg = arg;
 	/* Held until net_close() so that callbacks cannot free us early. */
 	n->refs = 1;
-	rc = listen_start(n);
+	rc = listen_start(n, cfg_listen(n));
 	if (rc != 0) {
 		net_close(n);
 		goto out;
@@ -1115,6 +1150,7 @@ net_reconfigure(struct net *n, const struct config *cfg)
 	if (n == NULL || n->closing)
 		return;
 	n->env.cfg = cfg;
+	listen_update(n);
 	apply_config(n);
 }
 

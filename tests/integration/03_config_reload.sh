@@ -37,6 +37,23 @@ expect_eq "versioning recorded" "$(sh_node a folder list --json | jq -r '.[] | s
 wait_until 5 jqs a '.folders | map(.id) | index("v") != null' || fail "folder v not applied"
 grep -q 'versioning' "$T/a.log" && fail "versioning warned about: $(grep versioning "$T/a.log")"
 
+# A new listen address applies too: the daemon listens there, and a peer
+# reaches it; an address it cannot bind keeps the old one.
+port=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+sed -i "s|^listen = .*|listen = tcp://127.0.0.1:$port|" "$T/a/config"
+wait_until 5 jqs a ".listen[0] == \"tcp://127.0.0.1:$port\"" || fail "listen address not applied: $(status a | jq -c .listen)"
+grep -q 'take effect after a restart' "$T/a.log" && fail "listen change warned about"
+start_node b
+sh_node b device add "$(node_id a)" --name a --address "tcp://127.0.0.1:$port" || fail "device add a on b"
+sh_node a device remove "$(node_id b)" || fail "device remove"
+sh_node a device add "$(node_id b)" --name b || fail "device add b on a (dynamic: only b dials)"
+wait_until 20 connected b a || fail "b did not reach a at its new address"
+sed -i "s|^listen = .*|listen = $(listen_addr b)|" "$T/a/config"
+wait_until 5 grep -q "keeping the old listen address tcp://127.0.0.1:$port" "$T/a.log" ||
+    fail "an address in use was not refused"
+expect_eq "old address kept" "$(status a | jq -r '.listen[0]')" "tcp://127.0.0.1:$port"
+stop_node b
+
 # Two daemons on one home are refused.
 "$SHOAL" --home "$T/a" serve 2>"$T/err" && fail "second daemon started"
 grep -q 'another shoal daemon' "$T/err" || fail "second daemon message: $(cat "$T/err")"
