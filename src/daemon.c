@@ -51,6 +51,8 @@
 
 #define DAEMON_CONFIG_POLL_MS	1000
 #define DAEMON_TRIM_MS		1000
+/* How long a replaced control API listener keeps answering. */
+#define DAEMON_API_RETIRE_MS	1000
 #define DAEMON_FETCH_MAX	(64 * 1024 * 1024)
 
 /*
@@ -81,6 +83,8 @@ struct daemon {
 	struct identity		*ident;		/* owned */
 	struct db		*db;		/* owned */
 	struct api		*api;		/* owned; closed async */
+	struct api		*api_old;	/* owned; replaced, closing soon */
+	uv_timer_t		 api_timer;	/* closes api_old */
 	char			*api_key;	/* owned; wiped on free */
 	struct tls_config	*tls;		/* owned; freed after the loop */
 	struct conn_env		 env;		/* env.cfg follows cfg */
@@ -221,6 +225,7 @@ apply_folders(struct daemon *d)
 }
 
 static void	start_discovery(struct daemon *d);
+static void	swap_api(struct daemon *d, const char *addr);
 
 /* Reload the config file; keeps the old one on any error. 0 or error. */
 static int
@@ -236,8 +241,7 @@ reload_config(struct daemon *d, char *err, size_t err_size)
 		return rc;
 	}
 	if (strcmp(cfg->api, d->cfg->api) != 0)
-		LOG_WARN("config", "an api address change takes effect after a "
-		    "restart");
+		swap_api(d, cfg->api);
 	relisten = strcmp(cfg->listen, d->cfg->listen) != 0 ||
 	    cfg->announce_lan != d->cfg->announce_lan ||
 	    cfg->listen_lan != d->cfg->listen_lan;
@@ -844,6 +848,9 @@ stop(struct daemon *d, const char *why)
 		api_close(d->api);
 		d->api = NULL;
 	}
+	api_close(d->api_old);
+	d->api_old = NULL;
+	uv_close((uv_handle_t *)&d->api_timer, noop_close_cb);
 	uv_close((uv_handle_t *)&d->sigint, noop_close_cb);
 	uv_close((uv_handle_t *)&d->sigterm, noop_close_cb);
 	uv_close((uv_handle_t *)&d->cfg_poll, noop_close_cb);
@@ -855,6 +862,61 @@ static void
 signal_cb(uv_signal_t *h, int signum)
 {
 	stop(h->data, signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+static void
+add_routes(struct daemon *d, struct api *a)
+{
+	api_route(a, "GET", "/rest/status", h_status, d);
+	api_route(a, "POST", "/rest/scan", h_scan, d);
+	api_route(a, "POST", "/rest/config/reload", h_reload, d);
+	api_route(a, "POST", "/rest/folder/override", h_override, d);
+	api_route(a, "POST", "/rest/folder/revert", h_revert, d);
+	api_route(a, "POST", "/rest/debug/fetch", h_fetch_start, d);
+	api_route(a, "GET", "/rest/debug/fetch", h_fetch_status, d);
+}
+
+static int	write_addr_file(struct daemon *d);
+
+static void
+api_retire_cb(uv_timer_t *t)
+{
+	struct daemon	*d = t->data;
+
+	api_close(d->api_old);
+	d->api_old = NULL;
+}
+
+/*
+ * The config's api address changed: answer there from now on (api.addr
+ * tells the CLI), and close the old listener a moment later, so that the
+ * reply to the reload request that brought the change still goes out on
+ * it. If the new address cannot be bound, the old one stays.
+ */
+static void
+swap_api(struct daemon *d, const char *addr)
+{
+	struct api	*a = NULL;
+	int		 rc;
+
+	if (d->api == NULL)
+		return;
+	rc = api_open(&d->loop, addr, d->api_key, &a);
+	if (rc != 0) {
+		LOG_WARN("api", "cannot listen for the control API on %s: %s; "
+		    "staying on %s", addr, sh_strerror(rc),
+		    api_bound_addr(d->api));
+		return;
+	}
+	add_routes(d, a);
+	api_close(d->api_old);
+	d->api_old = d->api;
+	d->api = a;
+	(void)write_addr_file(d);
+	LOG_INFO("api", "control API now on %s", api_bound_addr(a));
+	if (uv_timer_start(&d->api_timer, api_retire_cb, DAEMON_API_RETIRE_MS,
+	    0) != 0)
+		api_retire_cb(&d->api_timer);
 }
 
 static int
@@ -952,13 +1014,7 @@ daemon_run(const char *home)
 		    d.cfg->api, sh_strerror(rc));
 		goto out;
 	}
-	api_route(d.api, "GET", "/rest/status", h_status, &d);
-	api_route(d.api, "POST", "/rest/scan", h_scan, &d);
-	api_route(d.api, "POST", "/rest/config/reload", h_reload, &d);
-	api_route(d.api, "POST", "/rest/folder/override", h_override, &d);
-	api_route(d.api, "POST", "/rest/folder/revert", h_revert, &d);
-	api_route(d.api, "POST", "/rest/debug/fetch", h_fetch_start, &d);
-	api_route(d.api, "GET", "/rest/debug/fetch", h_fetch_status, &d);
+	add_routes(&d, d.api);
 
 	rc = tls_config_new(d.ident, &d.tls);
 	if (rc != 0) {
@@ -991,12 +1047,15 @@ daemon_run(const char *home)
 		rc = uv_timer_init(&d.loop, &d.trim);
 	if (rc == 0)
 		rc = uv_timer_init(&d.loop, &d.intro_timer);
+	if (rc == 0)
+		rc = uv_timer_init(&d.loop, &d.api_timer);
 	if (rc != 0) {
 		LOG_ERROR("daemon", "handle init: %s", uv_strerror(rc));
 		goto out;
 	}
 	d.sigint.data = d.sigterm.data = d.cfg_poll.data = &d;
 	d.intro_timer.data = &d;
+	d.api_timer.data = &d;
 	net_set_intro_cb(d.net, on_introduction, &d);
 	rc = uv_signal_start(&d.sigint, signal_cb, SIGINT);
 	if (rc == 0)

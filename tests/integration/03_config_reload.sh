@@ -54,6 +54,17 @@ wait_until 5 grep -q "keeping the old listen address tcp://127.0.0.1:$port" "$T/
 expect_eq "old address kept" "$(status a | jq -r '.listen[0]')" "tcp://127.0.0.1:$port"
 stop_node b
 
+# So does a new api address: api.addr follows (the CLI finds the daemon
+# there) and the old listener closes a moment later.
+old_api=$(cat "$T/a/api.addr")
+aport=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+sed -i "s|^api = .*|api = 127.0.0.1:$aport|" "$T/a/config"
+wait_until 5 grep -qx "127.0.0.1:$aport" "$T/a/api.addr" || fail "api address not applied: $(cat "$T/a/api.addr")"
+sh_node a status --json >/dev/null || fail "CLI cannot reach the new api address"
+old_closed() { ! curl -s -o /dev/null "http://$old_api/rest/status"; }
+wait_until 5 old_closed || fail "the old api address still answers"
+grep -q 'take effect after a restart' "$T/a.log" && fail "api change warned about"
+
 # Two daemons on one home are refused.
 "$SHOAL" --home "$T/a" serve 2>"$T/err" && fail "second daemon started"
 grep -q 'another shoal daemon' "$T/err" || fail "second daemon message: $(cat "$T/err")"
