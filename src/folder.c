@@ -50,6 +50,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <uv.h>
 
@@ -61,6 +62,7 @@
 #include "shoal/pull.h"
 #include "shoal/scan.h"
 #include "shoal/util.h"
+#include "shoal/version.h"
 #include "shoal/watch.h"
 
 #define FOLDER_RETRY_S		60	/* error retry, degraded-watch cap */
@@ -91,6 +93,13 @@ struct folder {
 	struct watch		*watch;
 
 	struct scan		*scan;		/* running scan or NULL */
+	bool			 scan_full;	/* the running scan is full */
+	/* Staggered versions age out after each full scan (version_clean on
+	 * the pool). */
+	uv_work_t		 clean_work;
+	bool			 clean_running;
+	char			*clean_root;	/* owned while it runs */
+	int			 clean_removed;
 	char			*scan_root;	/* owned; borrowed by scan */
 	struct scan_progress	 last_progress;
 	bool			 want_full;
@@ -344,6 +353,52 @@ scan_change(const struct record *r, void *arg)
 static void	reopen(struct folder *);
 
 static void
+clean_work_cb(uv_work_t *w)
+{
+	struct folder	*f = w->data;
+
+	f->clean_removed = version_clean(f->clean_root, time(NULL));
+}
+
+static void
+clean_done_cb(uv_work_t *w, int status)
+{
+	struct folder	*f = w->data;
+
+	(void)status;
+	f->clean_running = false;
+	free(f->clean_root);
+	f->clean_root = NULL;
+	if (f->clean_removed > 0)
+		LOG_INFO("folder", "folder \"%s\": %d old versions aged out",
+		    f->cfg.id, f->clean_removed);
+	else if (f->clean_removed < 0 && f->clean_removed != -ENOENT)
+		LOG_WARN("folder", "folder \"%s\": cannot clean %s: %s",
+		    f->cfg.id, VERSION_DIR, sh_strerror(f->clean_removed));
+	if (f->closing)
+		maybe_free(f);
+}
+
+/* After a full scan: let staggered versions of files that no longer
+ * change age out too (version.h). */
+static void
+start_clean(struct folder *f)
+{
+	if (f->cfg.versioning != CONFIG_VERSIONING_STAGGERED ||
+	    f->clean_running)
+		return;
+	f->clean_work.data = f;
+	f->clean_root = xstrdup(f->cfg.path);
+	if (uv_queue_work(f->loop, &f->clean_work, clean_work_cb,
+	    clean_done_cb) != 0) {
+		free(f->clean_root);
+		f->clean_root = NULL;
+		return;
+	}
+	f->clean_running = true;
+}
+
+static void
 scan_done(struct scan *s, int status, void *arg)
 {
 	struct folder	*f = arg;
@@ -365,6 +420,8 @@ scan_done(struct scan *s, int status, void *arg)
 	if (status == 0 || status == -ECANCELED) {
 		if (status == 0)
 			f->scans_completed++;
+		if (status == 0 && f->scan_full)
+			start_clean(f);
 		if (f->state == FOLDER_STATE_SCANNING)
 			f->state = FOLDER_STATE_IDLE;
 	} else if (status == SH_EFOLDER) {
@@ -414,6 +471,7 @@ start_scan(struct folder *f)
 	p.done_cb = scan_done;
 	p.arg = f;
 	paths = full ? NULL : util_strset_list(&f->paths);
+	f->scan_full = full;
 	rc = scan_start(&p, paths, full ? 0 : f->paths.count, &f->scan);
 	free(paths);
 	f->want_full = false;
@@ -711,7 +769,7 @@ static void
 maybe_free(struct folder *f)
 {
 	if (!f->closing || !f->timer_closed || !f->pull_timer_closed ||
-	    f->scan != NULL || f->pull != NULL)
+	    f->scan != NULL || f->pull != NULL || f->clean_running)
 		return;
 	cfg_free(&f->cfg);
 	free(f->error);

@@ -133,12 +133,12 @@ version_expire(const time_t *times, size_t n, time_t now, bool *remove)
 	for (i = 0; i < n; i++) {
 		remove[i] = false;
 		age = now - times[i];
-		if (i == 0) {
-			prev = age;
-			continue;
-		}
 		if (age > VERSION_MAX_AGE_S) {
 			remove[i] = true;
+			continue;
+		}
+		if (i == 0) {
+			prev = age;
 			continue;
 		}
 		for (k = 0; k < sizeof(iv) / sizeof(iv[0]); k++) {
@@ -193,80 +193,179 @@ split(const char *name, const char **base)
 
 /* Thinning (4) */
 
-struct kept {
+struct tagged {
+	char	*orig;
 	char	*name;
 	time_t	 when;
 };
 
+/* By original name, then newest first ("-2" after a tag is newer than
+ * "-1", which is newer than none). */
 static int
-kept_newest_first(const void *a, const void *b)
+tagged_cmp(const void *a, const void *b)
 {
-	const struct kept	*x = a, *y = b;
+	const struct tagged	*x = a, *y = b;
+	int			 c = strcmp(x->orig, y->orig);
 
+	if (c != 0)
+		return c;
 	if (x->when != y->when)
 		return x->when > y->when ? -1 : 1;
-	/* Same second: "-2" is newer than "-1", which is newer than none. */
 	if (strlen(x->name) != strlen(y->name))
 		return strlen(x->name) > strlen(y->name) ? -1 : 1;
 	return -strcmp(x->name, y->name);
 }
 
 static void
-thin(int vfd, const char *base, enum config_versioning type, time_t now)
+tagged_free(struct tagged *t, size_t n)
 {
-	struct kept	*k = NULL;
+	size_t	i;
+
+	for (i = 0; i < n; i++) {
+		free(t[i].orig);
+		free(t[i].name);
+	}
+	free(t);
+}
+
+/*
+ * The tagged versions in the store directory `dfd` (of the base name
+ * `only`, or all), sorted by tagged_cmp; with `subs`, the names of its
+ * subdirectories too. Caller frees both.
+ */
+static size_t
+collect(int dfd, const char *only, struct tagged **out, char ***subs,
+    size_t *nsubs)
+{
+	struct tagged	*t = NULL;
 	struct dirent	*de;
 	struct stat	 st;
 	DIR		*d;
-	bool		*rm;
 	char		*orig;
 	time_t		 when;
-	time_t		*times;
-	size_t		 n = 0, i;
+	size_t		 n = 0;
 	int		 fd;
+
+	*out = NULL;
+	fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	d = fd >= 0 ? util_fdopendir(fd) : NULL;
+	while (d != NULL && (de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+		    fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+			continue;
+		if (S_ISDIR(st.st_mode) && subs != NULL) {
+			*subs = xreallocarray(*subs, *nsubs + 1, sizeof(**subs));
+			(*subs)[(*nsubs)++] = xstrdup(de->d_name);
+		} else if (S_ISREG(st.st_mode) &&
+		    version_parse(de->d_name, &orig, &when)) {
+			if (only != NULL && strcmp(orig, only) != 0) {
+				free(orig);
+				continue;
+			}
+			t = xreallocarray(t, n + 1, sizeof(*t));
+			t[n].orig = orig;
+			t[n].name = xstrdup(de->d_name);
+			t[n].when = when;
+			n++;
+		}
+	}
+	if (d != NULL)
+		closedir(d);
+	qsort(t, n, sizeof(*t), tagged_cmp);
+	*out = t;
+	return n;
+}
+
+/* Remove, of each name's versions t[0..n), those `type` does not keep at
+ * `now`. Returns how many went. */
+static int
+thin_groups(int dfd, const struct tagged *t, size_t n,
+    enum config_versioning type, time_t now)
+{
+	time_t	*times = xcalloc(n + 1, sizeof(*times));
+	bool	*rm = xcalloc(n + 1, sizeof(*rm));
+	size_t	 i, j, k;
+	int	 removed = 0;
+
+	for (i = 0; i < n; i = j) {
+		for (j = i; j < n && strcmp(t[j].orig, t[i].orig) == 0; j++)
+			times[j - i] = t[j].when;
+		if (type == CONFIG_VERSIONING_STAGGERED)
+			version_expire(times, j - i, now, rm + i);
+		else
+			for (k = i + VERSION_SIMPLE_KEEP; k < j; k++)
+				rm[k] = true;
+		for (k = i; k < j; k++) {
+			if (!rm[k])
+				continue;
+			if (unlinkat(dfd, t[k].name, 0) == 0)
+				removed++;
+			else
+				LOG_WARN("version", "cannot remove old version "
+				    "\"%s\": %s", t[k].name, strerror(errno));
+		}
+	}
+	free(times);
+	free(rm);
+	return removed;
+}
+
+/* After keeping a version of `base`: thin its versions in `vfd`. */
+static void
+thin(int vfd, const char *base, enum config_versioning type, time_t now)
+{
+	struct tagged	*t;
+	size_t		 n;
 
 	if (type != CONFIG_VERSIONING_SIMPLE &&
 	    type != CONFIG_VERSIONING_STAGGERED)
 		return;
-	fd = openat(vfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	d = util_fdopendir(fd);
-	if (d == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if (!version_parse(de->d_name, &orig, &when))
-			continue;
-		if (strcmp(orig, base) == 0 && fstatat(vfd, de->d_name, &st,
-		    AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
-			k = xreallocarray(k, n + 1, sizeof(*k));
-			k[n].name = xstrdup(de->d_name);
-			k[n].when = when;
-			n++;
+	n = collect(vfd, base, &t, NULL, NULL);
+	(void)thin_groups(vfd, t, n, type, now);
+	tagged_free(t, n);
+}
+
+/* Cleaning */
+
+static int
+clean_dir(int dfd, time_t now, int depth)
+{
+	struct tagged	*t;
+	char		**subs = NULL;
+	size_t		 n, ns = 0, i;
+	int		 sfd, removed;
+
+	if (depth > LIST_DEPTH)
+		return 0;
+	n = collect(dfd, NULL, &t, &subs, &ns);
+	removed = thin_groups(dfd, t, n, CONFIG_VERSIONING_STAGGERED, now);
+	tagged_free(t, n);
+	for (i = 0; i < ns; i++) {
+		sfd = openat(dfd, subs[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+		    O_CLOEXEC);
+		if (sfd >= 0) {
+			removed += clean_dir(sfd, now, depth + 1);
+			close(sfd);
+			/* Empty now (or before): it goes; else ENOTEMPTY. */
+			(void)unlinkat(dfd, subs[i], AT_REMOVEDIR);
 		}
-		free(orig);
+		free(subs[i]);
 	}
-	closedir(d);
-	qsort(k, n, sizeof(*k), kept_newest_first);
-	rm = xcalloc(n + 1, sizeof(*rm));
-	if (type == CONFIG_VERSIONING_SIMPLE) {
-		for (i = VERSION_SIMPLE_KEEP; i < n; i++)
-			rm[i] = true;
-	} else {
-		times = xcalloc(n + 1, sizeof(*times));
-		for (i = 0; i < n; i++)
-			times[i] = k[i].when;
-		version_expire(times, n, now, rm);
-		free(times);
-	}
-	for (i = 0; i < n; i++) {
-		if (rm[i] && unlinkat(vfd, k[i].name, 0) != 0)
-			LOG_WARN("version", "cannot remove old version \"%s\": "
-			    "%s", k[i].name, strerror(errno));
-		free(k[i].name);
-	}
-	free(rm);
-	free(k);
+	free(subs);
+	return removed;
+}
+
+int
+version_clean(const char *root, time_t now)
+{
+	int	vfd, removed;
+
+	vfd = store_open(root, "", false);
+	if (vfd < 0)
+		return vfd;
+	removed = clean_dir(vfd, now, 0);
+	close(vfd);
+	return removed;
 }
 
 /* Keeping */

@@ -45,7 +45,7 @@ bool	version_parse(const char *base, char **orig, time_t *when);
  * staggered: of `n` versions of one file at `times` (newest first), mark
  * in `remove` those to drop at `now`: one per 30 s in the first hour, one
  * per hour in the first day, one per day for 30 days, one per week up to
- * VERSION_MAX_AGE_S, none older. The newest is always kept.
+ * VERSION_MAX_AGE_S, none older. The newest is kept unless that old.
  */
 void	version_expire(const time_t *times, size_t n, time_t now,
 	    bool *remove);
@@ -62,6 +62,14 @@ void	version_expire(const time_t *times, size_t n, time_t now,
 int	version_keep_at(const char *root, int dirfd, const char *name,
 	    enum config_versioning type, time_t now, char **stored)
 	    SH_MUST_CHECK;
+/*
+ * staggered: thin the versions of every file under root/.stversions by
+ * their age (version_expire) and remove directories left empty there, so
+ * versions of files that never change again still age out. Returns how
+ * many versions were removed, or -errno when the store cannot be read
+ * (-ENOENT: there is none).
+ */
+int	version_clean(const char *root, time_t now);
 /* Undo version_keep_at: move root/.stversions/`stored` back to `name`
  * (whose last component lives in `dirfd`), never replacing anything. */
 int	version_undo_at(const char *root, int dirfd, const char *name,

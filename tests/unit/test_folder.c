@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -25,6 +26,7 @@
 #include "shoal/log.h"
 #include "shoal/record.h"
 #include "shoal/util.h"
+#include "shoal/version.h"
 
 #define SHORT_ID	0x42ULL
 #define TIMEOUT_MS	(8000 * timeout_mult())
@@ -502,10 +504,56 @@ test_folder_pull_end_signals(void **state)
 	assert_int_equal(x->batch_ends, 1);
 }
 
+/* With staggered versioning, a full scan is followed by a clean of
+ * .stversions: a version past the maximum age goes, a recent one stays.
+ * Other versioning types leave the store alone. */
+static void
+test_folder_full_scan_cleans_staggered_versions(void **state)
+{
+	struct fx	*x = *state;
+	char		*old, *recent, *p, *n;
+	uint64_t	 end;
+	int		 round;
+
+	for (round = 0; round < 2; round++) {
+		mk(x->root, ".stfolder");
+		mk(x->root, VERSION_DIR);
+		n = version_tagged_name("a.txt", time(NULL) - 400 * 86400, 0);
+		p = xasprintf("%s/%s", VERSION_DIR, n);
+		put(x, p, "old");
+		old = util_path_join(x->root, p);
+		free(p);
+		free(n);
+		n = version_tagged_name("a.txt", time(NULL) - 60, 0);
+		p = xasprintf("%s/%s", VERSION_DIR, n);
+		put(x, p, "recent");
+		recent = util_path_join(x->root, p);
+		free(p);
+		free(n);
+		x->cfg.versioning = round == 0 ? CONFIG_VERSIONING_SIMPLE :
+		    CONFIG_VERSIONING_STAGGERED;
+		open_folder(x);
+		run_until_scans(x, 1);
+		/* The clean runs on the pool after the scan: poll for it. */
+		end = util_now_ms() + (round == 0 ? 300 : TIMEOUT_MS);
+		while (access(old, F_OK) == 0 && util_now_ms() < end)
+			(void)uv_run(&x->loop, UV_RUN_ONCE);
+		assert_int_equal(access(old, F_OK) == 0, round == 0);
+		assert_int_equal(access(recent, F_OK), 0);
+		folder_close(x->f);
+		x->f = NULL;
+		free(old);
+		free(recent);
+	}
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(
+		    test_folder_full_scan_cleans_staggered_versions, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_folder_pull_end_signals, setup, teardown),
 		cmocka_unit_test_setup_teardown(

@@ -386,6 +386,63 @@ test_version_list_and_restore(void **state)
 	free(stored);
 }
 
+/* A periodic clean thins every file's versions by age, keeps what is not
+ * a tagged version, and removes directories left empty. */
+static void
+test_version_clean(void **state)
+{
+	struct fx	*x = *state;
+	static const struct { const char *dir; const char *name; time_t age;
+	    bool kept; } v[] = {
+		{ "sub", "a.txt", 0, true },
+		{ "sub", "a.txt", 10, false },		/* within 30 s */
+		{ "sub", "a.txt", 400 * 86400, false },	/* past a year */
+		{ "sub/deep", "b.txt", 2 * 86400, true },
+		{ "old", "c.txt", 500 * 86400, false },	/* dir left empty */
+	};
+	char	*p, *q, *n;
+	size_t	 i;
+
+	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		p = xasprintf("%s/%s/%s", x->root, VERSION_DIR, v[i].dir);
+		assert_int_equal(util_mkdir_p(p, 0755), 0);
+		n = version_tagged_name(v[i].name, T0 - v[i].age, 0);
+		q = xasprintf("%s/%s", p, n);
+		assert_int_equal(util_write_file_atomic(q, "v", 1, 0644), 0);
+		free(q);
+		free(n);
+		free(p);
+	}
+	put(x, VERSION_DIR "/sub/plain.txt", "not a tagged version");
+	p = xasprintf("%s/%s/empty", x->root, VERSION_DIR);
+	assert_int_equal(util_mkdir_p(p, 0755), 0);
+	free(p);
+
+	assert_int_equal(version_clean(x->root, T0), 3);
+	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		n = version_tagged_name(v[i].name, T0 - v[i].age, 0);
+		p = xasprintf("%s/%s/%s/%s", x->root, VERSION_DIR, v[i].dir, n);
+		assert_int_equal(access(p, F_OK) == 0, v[i].kept);
+		free(p);
+		free(n);
+	}
+	p = xasprintf("%s/%s/sub/plain.txt", x->root, VERSION_DIR);
+	assert_int_equal(access(p, F_OK), 0);
+	free(p);
+	p = xasprintf("%s/%s/old", x->root, VERSION_DIR);
+	assert_int_equal(access(p, F_OK), -1);
+	free(p);
+	p = xasprintf("%s/%s/empty", x->root, VERSION_DIR);
+	assert_int_equal(access(p, F_OK), -1);
+	free(p);
+	/* Nothing left to do; no store at all is -ENOENT. */
+	assert_int_equal(version_clean(x->root, T0), 0);
+	p = util_path_join(x->base, "nostore");
+	assert_int_equal(mkdir(p, 0755), 0);
+	assert_int_equal(version_clean(p, T0), -ENOENT);
+	free(p);
+}
+
 int
 main(void)
 {
@@ -400,6 +457,8 @@ main(void)
 		    test_version_store_symlink_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_version_list_and_restore,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_version_clean, setup,
+		    teardown),
 	};
 
 	/* Tags are local time: pin the zone. */
