@@ -450,6 +450,23 @@ fake_peer_for(int64_t device_idx, void *arg)
 	return NULL;
 }
 
+/* Parameters of a pass over the fixture's folder on `loop`. */
+static void
+pull_params_for(struct fx *f, uv_loop_t *loop, struct pull_params *pp)
+{
+	memset(pp, 0, sizeof(*pp));
+	pp->loop = loop;
+	pp->db = f->db;
+	pp->folder_idx = f->idx;
+	pp->folder_id = "f1";
+	pp->root = f->root;
+	pp->max_conflicts = f->max_conflicts;
+	pp->versioning = f->versioning;
+	pp->short_id = f->me;
+	pp->on_done = on_done;
+	pp->arg = f;
+}
+
 static int
 run_pull(struct fx *f)
 {
@@ -457,20 +474,10 @@ run_pull(struct fx *f)
 	struct pull		*p = NULL;
 	uv_loop_t		 loop;
 
-	memset(&pp, 0, sizeof(pp));
 	assert_int_equal(uv_loop_init(&loop), 0);
-	pp.loop = &loop;
-	pp.db = f->db;
-	pp.folder_idx = f->idx;
-	pp.folder_id = "f1";
-	pp.root = f->root;
-	pp.max_conflicts = f->max_conflicts;
-	pp.versioning = f->versioning;
-	pp.short_id = f->me;
+	pull_params_for(f, &loop, &pp);
 	pp.on_local_change = on_change;
 	pp.on_rescan = on_rescan;
-	pp.on_done = on_done;
-	pp.arg = f;
 	pp.peer_for = fake_peer_for;
 	net_loop = &loop;
 	f->done = false;
@@ -924,17 +931,8 @@ test_pull_cancel(void **state)
 	uint8_t			 src[3000];
 
 	setup_update(f, src, sizeof(src));
-	memset(&pp, 0, sizeof(pp));
 	assert_int_equal(uv_loop_init(&loop), 0);
-	pp.loop = &loop;
-	pp.db = f->db;
-	pp.folder_idx = f->idx;
-	pp.folder_id = "f1";
-	pp.root = f->root;
-	pp.max_conflicts = f->max_conflicts;
-	pp.short_id = f->me;
-	pp.on_done = on_done;
-	pp.arg = f;
+	pull_params_for(f, &loop, &pp);
 	assert_int_equal(pull_start(&pp, &p), 0);
 	pull_cancel(p);
 	assert_false(f->done);
@@ -1551,18 +1549,9 @@ pull_child(struct fx *f)
 	if (db_open(dbp, &f->db) != 0)
 		return 102;
 	free(dbp);
-	memset(&pp, 0, sizeof(pp));
 	if (uv_loop_init(&loop) != 0)
 		return 103;
-	pp.loop = &loop;
-	pp.db = f->db;
-	pp.folder_idx = f->idx;
-	pp.folder_id = "f1";
-	pp.root = f->root;
-	pp.max_conflicts = f->max_conflicts;
-	pp.short_id = f->me;
-	pp.on_done = on_done;
-	pp.arg = f;
+	pull_params_for(f, &loop, &pp);
 	f->done = false;
 	if (pull_start(&pp, &p) != 0 || uv_run(&loop, UV_RUN_DEFAULT) != 0 ||
 	    !f->done)
