@@ -280,7 +280,8 @@ conflict_prune_at(int dirfd, const char *name, const char *newest,
 		    nbase != NULL && strcmp(de->d_name, nbase) == 0);
 	}
 	closedir(d);
-	qsort(names, n, sizeof(*names), cmp_keys_desc);
+	if (n > 1)	/* names is NULL when there are none */
+		qsort(names, n, sizeof(*names), cmp_keys_desc);
 	for (i = (size_t)keep; i < n; i++) {
 		rel = xasprintf("%.*s%s", (int)dir_len, name,
 		    names[i] + KEY_PREFIX);

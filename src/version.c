@@ -271,7 +271,8 @@ collect(int dfd, const char *only, struct tagged **out, char ***subs,
 	}
 	if (d != NULL)
 		closedir(d);
-	qsort(t, n, sizeof(*t), tagged_cmp);
+	if (n > 1)
+		qsort(t, n, sizeof(*t), tagged_cmp);
 	*out = t;
 	return n;
 }
