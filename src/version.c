@@ -7,8 +7,11 @@
  *   (1) A version is the user's file itself, moved (rename(2), same file
  *       system: .stversions is inside the folder), never a copy: keeping
  *       costs no I/O, and after a crash the file is under its name or in
- *       .stversions, never under neither. The store directory is fsynced
- *       before the caller goes on to replace the name.
+ *       .stversions, never under neither (a rename is one journalled
+ *       operation). It is made durable with the puller's group sync
+ *       (a directory fsync or syncfs commits the file system's journal up
+ *       to it), not one fsync per file: 10,000 replaced files would pay a
+ *       device flush each.
  *   (2) Nothing escapes the folder: every directory on the way, in the
  *       folder and in .stversions, is opened one component at a time with
  *       O_NOFOLLOW, and only last components are renamed.
@@ -408,11 +411,6 @@ keep_at(const char *root, int dirfd, const char *name, bool tagged,
 	}
 	if (rc != 0)
 		goto out;
-	/* (1): kept for sure before the caller replaces the name. */
-	rc = util_fsync(vfd);
-	if (rc != 0)
-		LOG_WARN("version", "fsync of %s after keeping \"%s\" failed: "
-		    "%s", VERSION_DIR, base, sh_strerror(rc));
 	thin(vfd, base, thin_as, now);
 	*stored = *dir != '\0' ? xasprintf("%s/%s", dir, vname) :
 	    xstrdup(vname);
