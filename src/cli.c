@@ -1484,8 +1484,7 @@ cmd_restore(struct cli *c, int argc, char **argv)
 	}
 	stored = json_string_value(json_object_get(pick, "stored")) +
 	    strlen(VERSION_DIR "/");
-	r = version_restore(cf->path, name, stored, cf->versioning,
-	    time(NULL), &kept);
+	r = version_restore(cf->path, name, stored, time(NULL), &kept);
 	if (r != 0) {
 		fail("folder \"%s\": cannot restore \"%s\": %s", id, name,
 		    r == -EISDIR ? "a directory or symlink has that name" :

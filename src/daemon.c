@@ -480,10 +480,11 @@ folder_json(struct daemon *d, struct folder *f)
 	json_object_set_new(o, "receive_only_changed",
 	    json_integer((json_int_t)st.receive_only_changed));
 	json_object_set_new(o, "pull", json_pack("{s:b, s:I, s:I, s:I, s:I, "
-	    "s:I, s:I, s:I, s:I}", "running", st.pull_running,
+	    "s:I, s:I, s:I, s:I, s:I}", "running", st.pull_running,
 	    "files_done", (json_int_t)st.pull.files_done,
 	    "files_failed", (json_int_t)st.pull.files_failed,
 	    "conflicts", (json_int_t)st.pull.conflicts,
+	    "versions_kept", (json_int_t)st.pull.versions_kept,
 	    "bytes_network", (json_int_t)st.pull.bytes_network,
 	    "bytes_local", (json_int_t)st.pull.bytes_local,
 	    "bytes_reused", (json_int_t)st.pull.bytes_reused,

@@ -94,11 +94,12 @@ struct folder {
 
 	struct scan		*scan;		/* running scan or NULL */
 	bool			 scan_full;	/* the running scan is full */
-	/* Staggered versions age out after each full scan (version_clean on
-	 * the pool). */
+	/* Versions are thinned on the pool (version_clean) after a pull pass
+	 * that kept some and after each full scan. */
 	uv_work_t		 clean_work;
 	bool			 clean_running;
 	char			*clean_root;	/* owned while it runs */
+	enum config_versioning	 clean_type;
 	int			 clean_removed;
 	char			*scan_root;	/* owned; borrowed by scan */
 	struct scan_progress	 last_progress;
@@ -357,7 +358,8 @@ clean_work_cb(uv_work_t *w)
 {
 	struct folder	*f = w->data;
 
-	f->clean_removed = version_clean(f->clean_root, time(NULL));
+	f->clean_removed = version_clean(f->clean_root, f->clean_type,
+	    time(NULL));
 }
 
 static void
@@ -379,15 +381,17 @@ clean_done_cb(uv_work_t *w, int status)
 		maybe_free(f);
 }
 
-/* After a full scan: let staggered versions of files that no longer
- * change age out too (version.h). */
+/* Thin the kept versions (version.h): after a pull pass that kept some,
+ * and after full scans, so that staggered versions of files that no
+ * longer change age out too. */
 static void
 start_clean(struct folder *f)
 {
-	if (f->cfg.versioning != CONFIG_VERSIONING_STAGGERED ||
-	    f->clean_running)
+	if ((f->cfg.versioning != CONFIG_VERSIONING_STAGGERED &&
+	    f->cfg.versioning != CONFIG_VERSIONING_SIMPLE) || f->clean_running)
 		return;
 	f->clean_work.data = f;
+	f->clean_type = f->cfg.versioning;
 	f->clean_root = xstrdup(f->cfg.path);
 	if (uv_queue_work(f->loop, &f->clean_work, clean_work_cb,
 	    clean_done_cb) != 0) {
@@ -552,6 +556,7 @@ progress_add(struct pull_progress *t, const struct pull_progress *p)
 	t->files_failed += p->files_failed;
 	t->rescans += p->rescans;
 	t->conflicts += p->conflicts;
+	t->versions_kept += p->versions_kept;
 	t->bytes_network += p->bytes_network;
 	t->bytes_local += p->bytes_local;
 	t->bytes_reused += p->bytes_reused;
@@ -591,6 +596,8 @@ pull_done(struct pull *p, int status, void *arg)
 	f->pull_changed = false;
 	if (f->state == FOLDER_STATE_SYNCING)
 		f->state = FOLDER_STATE_IDLE;
+	if (f->last_pull.versions_kept > 0)
+		start_clean(f);
 	if (status == 0) {
 		f->pulls_completed++;
 		if (f->last_pull.incomplete)

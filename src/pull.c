@@ -1473,6 +1473,8 @@ job_end(struct job *j, int rc, bool kick)
 	p->njobs--;
 	if (j->wbuf != NULL)
 		p->inflight -= (uint64_t)j->wsize;
+	if (j->version_name != NULL)
+		p->prog.versions_kept++;
 	if (j->copy_name != NULL) {
 		/* Whatever happened next, the copy is a new file to scan. */
 		p->prog.conflicts++;

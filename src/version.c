@@ -18,8 +18,12 @@
  *   (3) A tagged version never replaces another: a name taken in the same
  *       second gets "-1", "-2" ... after the tag. Trash-can versions keep
  *       one per name, as Syncthing's do.
- *   (4) Thinning only ever removes tagged versions of the very base name
- *       just kept, in the same store directory.
+ *   (4) Thinning only ever removes tagged versions, each group of one
+ *       name in one store directory judged on its own. It runs after a
+ *       pull pass that kept versions and after full scans (version_clean),
+ *       not per kept file: a store directory of 10,000 names read once per
+ *       kept version made bulk replacements quadratic (10,000 files in one
+ *       directory: 12 s of readdir).
  */
 #include <sys/stat.h>
 
@@ -232,13 +236,11 @@ tagged_free(struct tagged *t, size_t n)
 }
 
 /*
- * The tagged versions in the store directory `dfd` (of the base name
- * `only`, or all), sorted by tagged_cmp; with `subs`, the names of its
- * subdirectories too. Caller frees both.
+ * The tagged versions in the store directory `dfd`, sorted by tagged_cmp,
+ * and the names of its subdirectories. Caller frees both.
  */
 static size_t
-collect(int dfd, const char *only, struct tagged **out, char ***subs,
-    size_t *nsubs)
+collect(int dfd, struct tagged **out, char ***subs, size_t *nsubs)
 {
 	struct tagged	*t = NULL;
 	struct dirent	*de;
@@ -253,18 +255,20 @@ collect(int dfd, const char *only, struct tagged **out, char ***subs,
 	fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	d = fd >= 0 ? util_fdopendir(fd) : NULL;
 	while (d != NULL && (de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
-		    fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
-		if (S_ISDIR(st.st_mode) && subs != NULL) {
+		/* d_type spares a stat per name where the file system has it. */
+		if (de->d_type == DT_REG)
+			st.st_mode = S_IFREG;
+		else if (de->d_type == DT_DIR)
+			st.st_mode = S_IFDIR;
+		else if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+			continue;
+		if (S_ISDIR(st.st_mode)) {
 			*subs = xreallocarray(*subs, *nsubs + 1, sizeof(**subs));
 			(*subs)[(*nsubs)++] = xstrdup(de->d_name);
 		} else if (S_ISREG(st.st_mode) &&
 		    version_parse(de->d_name, &orig, &when)) {
-			if (only != NULL && strcmp(orig, only) != 0) {
-				free(orig);
-				continue;
-			}
 			t = xreallocarray(t, n + 1, sizeof(*t));
 			t[n].orig = orig;
 			t[n].name = xstrdup(de->d_name);
@@ -314,25 +318,10 @@ thin_groups(int dfd, const struct tagged *t, size_t n,
 	return removed;
 }
 
-/* After keeping a version of `base`: thin its versions in `vfd`. */
-static void
-thin(int vfd, const char *base, enum config_versioning type, time_t now)
-{
-	struct tagged	*t;
-	size_t		 n;
-
-	if (type != CONFIG_VERSIONING_SIMPLE &&
-	    type != CONFIG_VERSIONING_STAGGERED)
-		return;
-	n = collect(vfd, base, &t, NULL, NULL);
-	(void)thin_groups(vfd, t, n, type, now);
-	tagged_free(t, n);
-}
-
 /* Cleaning */
 
 static int
-clean_dir(int dfd, time_t now, int depth)
+clean_dir(int dfd, enum config_versioning type, time_t now, int depth)
 {
 	struct tagged	*t;
 	char		**subs = NULL;
@@ -341,14 +330,14 @@ clean_dir(int dfd, time_t now, int depth)
 
 	if (depth > LIST_DEPTH)
 		return 0;
-	n = collect(dfd, NULL, &t, &subs, &ns);
-	removed = thin_groups(dfd, t, n, CONFIG_VERSIONING_STAGGERED, now);
+	n = collect(dfd, &t, &subs, &ns);
+	removed = thin_groups(dfd, t, n, type, now);
 	tagged_free(t, n);
 	for (i = 0; i < ns; i++) {
 		sfd = openat(dfd, subs[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 		    O_CLOEXEC);
 		if (sfd >= 0) {
-			removed += clean_dir(sfd, now, depth + 1);
+			removed += clean_dir(sfd, type, now, depth + 1);
 			close(sfd);
 			/* Empty now (or before): it goes; else ENOTEMPTY. */
 			(void)unlinkat(dfd, subs[i], AT_REMOVEDIR);
@@ -360,14 +349,17 @@ clean_dir(int dfd, time_t now, int depth)
 }
 
 int
-version_clean(const char *root, time_t now)
+version_clean(const char *root, enum config_versioning type, time_t now)
 {
 	int	vfd, removed;
 
+	if (type != CONFIG_VERSIONING_SIMPLE &&
+	    type != CONFIG_VERSIONING_STAGGERED)
+		return 0;
 	vfd = store_open(root, "", false);
 	if (vfd < 0)
 		return vfd;
-	removed = clean_dir(vfd, now, 0);
+	removed = clean_dir(vfd, type, now, 0);
 	close(vfd);
 	return removed;
 }
@@ -376,7 +368,7 @@ version_clean(const char *root, time_t now)
 
 static int
 keep_at(const char *root, int dirfd, const char *name, bool tagged,
-    enum config_versioning thin_as, time_t now, char **stored)
+    time_t now, char **stored)
 {
 	const char	*base;
 	char		*dir, *vname = NULL;
@@ -411,7 +403,6 @@ keep_at(const char *root, int dirfd, const char *name, bool tagged,
 	}
 	if (rc != 0)
 		goto out;
-	thin(vfd, base, thin_as, now);
 	*stored = *dir != '\0' ? xasprintf("%s/%s", dir, vname) :
 	    xstrdup(vname);
 	rc = 0;
@@ -432,7 +423,7 @@ version_keep_at(const char *root, int dirfd, const char *name,
 		return -EINVAL;
 	}
 	return keep_at(root, dirfd, name, type != CONFIG_VERSIONING_TRASHCAN,
-	    type, now, stored);
+	    now, stored);
 }
 
 int
@@ -549,7 +540,7 @@ version_list(const char *root, const char *name, version_cb cb, void *arg)
 
 int
 version_restore(const char *root, const char *name, const char *stored,
-    enum config_versioning type, time_t now, char **kept)
+    time_t now, char **kept)
 {
 	const char	*base, *sbase;
 	char		*dir = NULL, *sdir = NULL, *tmp = NULL;
@@ -592,9 +583,7 @@ version_restore(const char *root, const char *name, const char *stored,
 			rc = -EISDIR;
 			goto out;
 		}
-		rc = keep_at(root, tfd, name, true,
-		    type == CONFIG_VERSIONING_TRASHCAN ?
-		    CONFIG_VERSIONING_NONE : type, now, kept);
+		rc = keep_at(root, tfd, name, true, now, kept);
 		if (rc != 0)
 			goto out;
 	} else if (errno != ENOENT) {

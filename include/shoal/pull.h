@@ -57,6 +57,7 @@ struct pull_progress {
 	uint64_t	files_failed;	/* names skipped for now (retry later) */
 	uint64_t	rescans;	/* names skipped because the disk changed */
 	uint64_t	conflicts;	/* conflict copies made */
+	uint64_t	versions_kept;	/* files moved to .stversions */
 	uint64_t	bytes_network;	/* block bytes received from peers */
 	uint64_t	bytes_local;	/* block bytes copied from local files */
 	uint64_t	bytes_reused;	/* block bytes found in temporary files */

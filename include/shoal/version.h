@@ -54,7 +54,8 @@ void	version_expire(const time_t *times, size_t n, time_t now,
 /*
  * Keep the regular file `name` (folder-relative; its last component lives
  * in the directory open as `dirfd`) under root/.stversions as `type`
- * says, then thin its older versions. Directories on the way in
+ * says (older versions are thinned later: version_clean). Directories on
+ * the way in
  * .stversions are made as needed, never following a symlink. 0 with
  * *stored set (path under .stversions; caller frees), or -errno / SH_EEXIST
  * with the file left where it was.
@@ -63,13 +64,15 @@ int	version_keep_at(const char *root, int dirfd, const char *name,
 	    enum config_versioning type, time_t now, char **stored)
 	    SH_MUST_CHECK;
 /*
- * staggered: thin the versions of every file under root/.stversions by
- * their age (version_expire) and remove directories left empty there, so
- * versions of files that never change again still age out. Returns how
- * many versions were removed, or -errno when the store cannot be read
- * (-ENOENT: there is none).
+ * Thin the versions of every file under root/.stversions as `type` says
+ * (simple: the newest VERSION_SIMPLE_KEEP of each; staggered: by age,
+ * version_expire; others: nothing) and remove directories left empty
+ * there. Run after a pull pass that kept versions and after full scans.
+ * Returns how many versions were removed, or -errno when the store cannot
+ * be read (-ENOENT: there is none).
  */
-int	version_clean(const char *root, time_t now);
+int	version_clean(const char *root, enum config_versioning type,
+	    time_t now);
 /* Undo version_keep_at: move root/.stversions/`stored` back to `name`
  * (whose last component lives in `dirfd`), never replacing anything. */
 int	version_undo_at(const char *root, int dirfd, const char *name,
@@ -93,13 +96,12 @@ int	version_list(const char *root, const char *name, version_cb cb,
 	    void *arg);
 /*
  * Put root/.stversions/`stored` back as `name`: the regular file now at
- * `name`, if any, is kept first (as `type` says; a tagged version when
- * type is none or trashcan, so the one being restored is not replaced),
- * with *kept set to where (or NULL; caller frees). Missing directories
- * are made. -EISDIR when a directory or symlink holds `name`.
+ * `name`, if any, is kept first as a tagged version (never replacing the
+ * one being restored, even in a trash can), with *kept set to where (or
+ * NULL; caller frees). Missing directories are made. -EISDIR when a
+ * directory or symlink holds `name`.
  */
 int	version_restore(const char *root, const char *name,
-	    const char *stored, enum config_versioning type, time_t now,
-	    char **kept) SH_MUST_CHECK;
+	    const char *stored, time_t now, char **kept) SH_MUST_CHECK;
 
 #endif /* SHOAL_VERSION_H */

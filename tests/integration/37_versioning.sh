@@ -70,4 +70,13 @@ sh_node b restore t t.txt >/dev/null || fail "restore from the trash can"
 wait_until 30 sh -c "[ \"\$(cat '$T/ta/t.txt' 2>/dev/null)\" = 'trash me' ]" || fail "trash can restore did not sync"
 sh_node b restore f gone.txt --at 2001-01-01T00:00:00 2>/dev/null && fail "restore found a version before any"
 sh_node b restore f gone.txt --at yesterday 2>/dev/null && fail "restore took a bad --at"
+# simple keeps the newest 5 of a file: after five more edits there are 5,
+# the newest first (thinned after each pull pass that kept one).
+for i in 1 2 3 4 5; do
+	printf 'edit %s' "$i" >"$T/fa/docs/note.txt"
+	wait_until 30 sh -c "[ \"\$(cat '$T/fb/docs/note.txt')\" = 'edit $i' ]" || fail "edit $i"
+done
+five() { [ "$(sh_node b versions f docs/note.txt --json | jq length)" = 5 ]; }
+wait_until 10 five || fail "versions of note.txt: $(sh_node b versions f docs/note.txt)"
+expect_eq "newest kept" "$(cat "$T/fb/.stversions/$(sh_node b versions f docs/note.txt --json | jq -r '.[0].stored' | sed 's|^.stversions/||')")" "edit 4"
 log "passed"

@@ -504,9 +504,9 @@ test_folder_pull_end_signals(void **state)
 	assert_int_equal(x->batch_ends, 1);
 }
 
-/* With staggered versioning, a full scan is followed by a clean of
- * .stversions: a version past the maximum age goes, a recent one stays.
- * Other versioning types leave the store alone. */
+/* A full scan is followed by a clean of .stversions: with staggered
+ * versioning a version past the maximum age goes and a recent one stays;
+ * simple versioning keeps the newest five whatever their age. */
 static void
 test_folder_full_scan_cleans_staggered_versions(void **state)
 {

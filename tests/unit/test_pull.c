@@ -1655,6 +1655,7 @@ test_pull_keeps_versions(void **state)
 	remote_put(f, r);
 	assert_int_equal(run_pull(f), 0);
 	assert_int_equal(f->prog.files_done, 1);
+	assert_int_equal(f->prog.versions_kept, 1);
 	expect_file(f, "v.txt", neu, sizeof(neu));
 	assert_int_equal(version_list(f->root, "v.txt", count_versions, &n),
 	    0);
@@ -1668,6 +1669,7 @@ test_pull_keeps_versions(void **state)
 	record_free(r);
 	r = remote_delete(f, "v.txt", 200);
 	assert_int_equal(run_pull(f), 0);
+	assert_int_equal(f->prog.versions_kept, 1);
 	assert_false(exists(f, "v.txt"));
 	n = 0;
 	assert_int_equal(version_list(f->root, "v.txt", count_versions, &n),

@@ -187,7 +187,10 @@ test_version_keep_simple(void **state)
 		assert_null(t);		/* moved, not copied */
 		free(stored);
 	}
-	/* The newest VERSION_SIMPLE_KEEP stay: v2 .. v6. */
+	/* All 7 are kept until a clean; then the newest VERSION_SIMPLE_KEEP
+	 * stay: v2 .. v6. */
+	assert_int_equal(version_clean(x->root, CONFIG_VERSIONING_SIMPLE,
+	    T0 + 7 * 60), 7 - VERSION_SIMPLE_KEEP);
 	p = util_path_join(x->root, VERSION_DIR "/d");
 	d = opendir(p);
 	assert_non_null(d);
@@ -197,6 +200,9 @@ test_version_keep_simple(void **state)
 	closedir(d);
 	free(p);
 	assert_int_equal(n, VERSION_SIMPLE_KEEP);
+	/* Trash cans and none are never thinned. */
+	assert_int_equal(version_clean(x->root, CONFIG_VERSIONING_TRASHCAN,
+	    T0), 0);
 	t = get(x, VERSION_DIR "/d/f~20231114-221320.txt");
 	assert_null(t);
 	t = get(x, VERSION_DIR "/d/f~20231114-221920.txt");	/* i = 6 */
@@ -339,8 +345,7 @@ test_version_list_and_restore(void **state)
 	/* The current file is kept before the old one comes back. */
 	put(x, "sub/r.txt", "current");
 	assert_int_equal(version_restore(x->root, "sub/r.txt",
-	    "sub/r~20231114-221320.txt", CONFIG_VERSIONING_SIMPLE, T0 + 60,
-	    &kept), 0);
+	    "sub/r~20231114-221320.txt", T0 + 60, &kept), 0);
 	t = get(x, "sub/r.txt");
 	assert_string_equal(t, "old");
 	free(t);
@@ -360,8 +365,8 @@ test_version_list_and_restore(void **state)
 	    &stored), 0);
 	assert_int_equal(rmdir(p), 0);
 	free(p);
-	assert_int_equal(version_restore(x->root, "gone/z.txt", stored,
-	    CONFIG_VERSIONING_TRASHCAN, T0, &kept), 0);
+	assert_int_equal(version_restore(x->root, "gone/z.txt", stored, T0,
+	    &kept), 0);
 	assert_null(kept);
 	t = get(x, "gone/z.txt");
 	assert_string_equal(t, "zz");
@@ -375,8 +380,8 @@ test_version_list_and_restore(void **state)
 	free(stored);
 	assert_int_equal(keep(x, "gone/z2.txt", CONFIG_VERSIONING_SIMPLE, T0,
 	    &stored), 0);
-	assert_int_equal(version_restore(x->root, "gone/z.txt", stored,
-	    CONFIG_VERSIONING_SIMPLE, T0, &kept), -EISDIR);
+	assert_int_equal(version_restore(x->root, "gone/z.txt", stored, T0,
+	    &kept), -EISDIR);
 	/* ...and the version is still in the store. */
 	p = xasprintf("%s/%s", VERSION_DIR, stored);
 	t = get(x, p);
@@ -418,7 +423,8 @@ test_version_clean(void **state)
 	assert_int_equal(util_mkdir_p(p, 0755), 0);
 	free(p);
 
-	assert_int_equal(version_clean(x->root, T0), 3);
+	assert_int_equal(version_clean(x->root, CONFIG_VERSIONING_STAGGERED,
+	    T0), 3);
 	for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
 		n = version_tagged_name(v[i].name, T0 - v[i].age, 0);
 		p = xasprintf("%s/%s/%s/%s", x->root, VERSION_DIR, v[i].dir, n);
@@ -436,10 +442,12 @@ test_version_clean(void **state)
 	assert_int_equal(access(p, F_OK), -1);
 	free(p);
 	/* Nothing left to do; no store at all is -ENOENT. */
-	assert_int_equal(version_clean(x->root, T0), 0);
+	assert_int_equal(version_clean(x->root, CONFIG_VERSIONING_STAGGERED,
+	    T0), 0);
 	p = util_path_join(x->base, "nostore");
 	assert_int_equal(mkdir(p, 0755), 0);
-	assert_int_equal(version_clean(p, T0), -ENOENT);
+	assert_int_equal(version_clean(p, CONFIG_VERSIONING_STAGGERED, T0),
+	    -ENOENT);
 	free(p);
 }
 
