@@ -366,18 +366,78 @@ version_clean(const char *root, enum config_versioning type, time_t now)
 
 /* Keeping */
 
+/* Move `base` from `fromfd` into the store directory `vfd` under a tagged
+ * name, never replacing anything (3). *vname is the caller's to free. */
+static int
+move_tagged(int fromfd, const char *base, int vfd, time_t now, char **vname)
+{
+	unsigned int	suffix;
+	int		rc = -EEXIST;
+
+	for (suffix = 0; suffix <= VERSION_MAX_SUFFIX; suffix++) {
+		free(*vname);
+		*vname = version_tagged_name(base, now, suffix);
+		if (strlen(*vname) > NAME_MAX)
+			return -ENAMETOOLONG;
+		rc = util_wd_moveat(fromfd, base, vfd, *vname, true);
+		if (rc != -EEXIST)
+			return rc;
+	}
+	return SH_EEXIST;
+}
+
+/*
+ * A trash-can version is kept under the plain name, so a file and a
+ * directory of one path at different times can meet in the store: a kept
+ * file "a" where "a/" must now hold "a/b". Such a file is renamed to a
+ * tagged name (still a version of "a", of the time it was kept: its
+ * ctime, as version_list reports it), so the directory can be made.
+ * Returns 0 when something was moved.
+ */
+static int
+unblock_store(const char *root, const char *dir)
+{
+	const char	*p = dir, *slash;
+	struct stat	 st;
+	char		*comp, *vname = NULL;
+	int		 fd, nfd, rc = -ENOENT;
+
+	fd = store_open(root, "", true);
+	while (fd >= 0 && *p != '\0') {
+		slash = strchr(p, '/');
+		comp = slash != NULL ? xstrndup(p, (size_t)(slash - p)) :
+		    xstrdup(p);
+		if (fstatat(fd, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(st.st_mode) &&
+		    move_tagged(fd, comp, fd, st.st_ctim.tv_sec, &vname) == 0)
+			rc = 0;
+		nfd = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+		    O_CLOEXEC);
+		free(comp);
+		close(fd);
+		fd = nfd;
+		p = slash != NULL ? slash + 1 : p + strlen(p);
+	}
+	if (fd >= 0)
+		close(fd);
+	free(vname);
+	return rc;
+}
+
 static int
 keep_at(const char *root, int dirfd, const char *name, bool tagged,
     time_t now, char **stored)
 {
 	const char	*base;
 	char		*dir, *vname = NULL;
-	unsigned int	 suffix;
 	int		 vfd, rc;
 
 	*stored = NULL;
 	dir = split(name, &base);
 	vfd = store_open(root, dir, true);
+	if ((vfd == -ENOTDIR || vfd == -EEXIST) &&
+	    unblock_store(root, dir) == 0)
+		vfd = store_open(root, dir, true);
 	if (vfd < 0) {
 		rc = vfd;
 		goto out;
@@ -385,22 +445,11 @@ keep_at(const char *root, int dirfd, const char *name, bool tagged,
 	if (!tagged) {
 		vname = xstrdup(base);
 		rc = util_wd_moveat(dirfd, base, vfd, vname, false);
-	} else {
-		rc = -EEXIST;
-		for (suffix = 0; suffix <= VERSION_MAX_SUFFIX; suffix++) {
-			free(vname);
-			vname = version_tagged_name(base, now, suffix);
-			if (strlen(vname) > NAME_MAX) {
-				rc = -ENAMETOOLONG;
-				break;
-			}
-			rc = util_wd_moveat(dirfd, base, vfd, vname, true);
-			if (rc != -EEXIST)
-				break;
-		}
-		if (rc == -EEXIST)
-			rc = SH_EEXIST;
-	}
+		/* A directory of that name in the store: a tagged name. */
+		if (rc == -EISDIR || rc == -ENOTEMPTY || rc == -EEXIST)
+			rc = move_tagged(dirfd, base, vfd, now, &vname);
+	} else
+		rc = move_tagged(dirfd, base, vfd, now, &vname);
 	if (rc != 0)
 		goto out;
 	*stored = *dir != '\0' ? xasprintf("%s/%s", dir, vname) :

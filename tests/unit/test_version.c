@@ -451,6 +451,52 @@ test_version_clean(void **state)
 	free(p);
 }
 
+/* Trash-can versions of a path that was a file and later a directory (or
+ * the other way round) meet in the store: the one in the way becomes a
+ * tagged version instead of failing the keep. */
+static void
+test_version_trashcan_file_and_dir(void **state)
+{
+	struct fx	*x = *state;
+	struct seen	 s;
+	char		*stored, *p;
+	int		 i, files = 0, dirs = 0;
+
+	put(x, "a", "file a");
+	assert_int_equal(keep(x, "a", CONFIG_VERSIONING_TRASHCAN, T0, &stored),
+	    0);
+	assert_string_equal(stored, "a");
+	free(stored);
+	p = util_path_join(x->root, "a");
+	assert_int_equal(mkdir(p, 0755), 0);
+	free(p);
+	put(x, "a/b", "file b");
+	assert_int_equal(keep(x, "a/b", CONFIG_VERSIONING_TRASHCAN, T0 + 1,
+	    &stored), 0);
+	assert_string_equal(stored, "a/b");
+	free(stored);
+	/* And back: a file "a" again, where the store has a directory. */
+	p = util_path_join(x->root, "a");
+	assert_int_equal(rmdir(p), 0);
+	free(p);
+	put(x, "a", "file a again");
+	assert_int_equal(keep(x, "a", CONFIG_VERSIONING_TRASHCAN, T0 + 2,
+	    &stored), 0);
+	assert_non_null(strstr(stored, "a~"));
+	free(stored);
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(version_list(x->root, "a", collect, &s), 0);
+	assert_int_equal(s.n, 3);
+	for (i = 0; i < s.n; i++) {
+		if (strcmp(s.names[i], "a") == 0)
+			files++;
+		else if (strcmp(s.names[i], "a/b") == 0)
+			dirs++;
+	}
+	assert_int_equal(files, 2);
+	assert_int_equal(dirs, 1);
+}
+
 int
 main(void)
 {
@@ -467,6 +513,8 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_version_clean, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_version_trashcan_file_and_dir, setup, teardown),
 	};
 
 	/* Tags are local time: pin the zone. */
