@@ -176,20 +176,7 @@ load_config(const struct cli *c, struct config **out)
 static int
 lock_config(const struct cli *c)
 {
-	char	*path = home_file(c, CONFIG_LOCK_FILE);
-	int	 fd;
-
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	free(path);
-	if (fd < 0)
-		return -errno;
-	if (flock(fd, LOCK_EX) != 0) {
-		int e = -errno;
-
-		close(fd);
-		return e;
-	}
-	return fd;
+	return util_lock_file(c->home, CONFIG_LOCK_FILE, false);
 }
 
 /*

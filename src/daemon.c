@@ -107,20 +107,7 @@ struct daemon {
 int
 daemon_lock_home(const char *home)
 {
-	char	*path = util_path_join(home, DAEMON_LOCK_FILE);
-	int	 fd;
-
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	free(path);
-	if (fd < 0)
-		return -errno;
-	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-		int e = (errno == EWOULDBLOCK) ? -EWOULDBLOCK : -errno;
-
-		close(fd);
-		return e;
-	}
-	return fd;
+	return util_lock_file(home, DAEMON_LOCK_FILE, true);
 }
 
 static struct folder *
@@ -291,25 +278,17 @@ intro_timer_cb(uv_timer_t *t)
 {
 	struct daemon	*d = t->data;
 	struct config	*cfg = NULL;
-	char		 err[CONFIG_ERR_SIZE], *path;
+	char		 err[CONFIG_ERR_SIZE];
 	size_t		 i;
 	int		 lock, changes = 0, rc;
 
-	path = util_path_join(d->home, CONFIG_LOCK_FILE);
-	lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	free(path);
-	if (lock >= 0 && flock(lock, LOCK_EX | LOCK_NB) != 0) {
-		rc = errno;
-		close(lock);
-		lock = -1;
-		if (rc == EWOULDBLOCK && uv_timer_start(t, intro_timer_cb,
-		    DAEMON_INTRO_RETRY_MS, 0) == 0)
-			return;
-		errno = rc;
-	}
+	lock = util_lock_file(d->home, CONFIG_LOCK_FILE, true);
+	if (lock == -EWOULDBLOCK && uv_timer_start(t, intro_timer_cb,
+	    DAEMON_INTRO_RETRY_MS, 0) == 0)
+		return;
 	if (lock < 0) {
 		LOG_WARN("intro", "cannot lock the config for introductions: "
-		    "%s", strerror(errno));
+		    "%s", sh_strerror(lock));
 		goto out;
 	}
 	if (config_load(d->config_path, &cfg, err, sizeof(err)) != 0) {

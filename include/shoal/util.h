@@ -197,6 +197,13 @@ ssize_t	util_pread_full(int fd, void *buf, size_t len, off_t off);
  */
 int	util_open_direct_twin(int dirfd, const char *base, int fd,
 	    int access);
+/*
+ * Open (creating, 0600) the file `dir`/`name` and take an exclusive
+ * flock(2) on it, waiting for it unless `nowait`. Returns the descriptor,
+ * which holds the lock until closed, or -errno (-EWOULDBLOCK: held
+ * elsewhere).
+ */
+int	util_lock_file(const char *dir, const char *name, bool nowait);
 /* fdopendir() that owns `fd` either way: closed on failure (errno kept). */
 DIR	*util_fdopendir(int fd);
 /*

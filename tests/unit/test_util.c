@@ -550,6 +550,31 @@ test_util_wd_readonly_dir(void **state)
 	free(dir);
 }
 
+/* One holder at a time; a second nowait taker is told so. */
+static void
+test_util_lock_file(void **state)
+{
+	char	base[] = "/tmp/shoal-test-lock-XXXXXX";
+	char	*p;
+	int	a, b;
+
+	(void)state;
+	assert_non_null(mkdtemp(base));
+	a = util_lock_file(base, "x.lock", true);
+	assert_true(a >= 0);
+	assert_int_equal(util_lock_file(base, "x.lock", true), -EWOULDBLOCK);
+	close(a);
+	b = util_lock_file(base, "x.lock", false);
+	assert_true(b >= 0);
+	close(b);
+	assert_int_equal(util_lock_file("/nonexistent-dir", "x.lock", true),
+	    -ENOENT);
+	p = util_path_join(base, "x.lock");
+	assert_int_equal(unlink(p), 0);
+	free(p);
+	assert_int_equal(rmdir(base), 0);
+}
+
 int
 main(void)
 {
@@ -568,6 +593,7 @@ main(void)
 		cmocka_unit_test(test_util_path_join),
 		cmocka_unit_test(test_util_parse_u64),
 		cmocka_unit_test(test_util_wd_readonly_dir),
+		cmocka_unit_test(test_util_lock_file),
 		cmocka_unit_test(test_util_hex),
 		cmocka_unit_test(test_util_quote),
 		cmocka_unit_test(test_util_err_names),
