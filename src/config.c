@@ -871,7 +871,7 @@ parse_finish(struct parser *p)
 	struct share_ref	*r;
 	struct device_id	 id;
 	char			 qbuf[QV_SIZE], why[128];
-	size_t			 i, j;
+	size_t			 i;
 
 	for (i = 0; i < p->c->folder_count; i++) {
 		f = &p->c->folders[i];
@@ -894,10 +894,9 @@ parse_finish(struct parser *p)
 		if (config_device_find(p->c, &id) == NULL)
 			return perr(p, "folder \"%s\": shared with unknown "
 			    "device \"%s\"", f->id, qv(r->text, qbuf));
-		for (j = 0; j < f->share_count; j++)
-			if (identity_id_equal(&f->shares[j], &id))
-				return perr(p, "folder \"%s\": duplicate share "
-				    "\"%s\"", f->id, qv(r->text, qbuf));
+		if (config_folder_shares(f, &id, NULL))
+			return perr(p, "folder \"%s\": duplicate share \"%s\"",
+			    f->id, qv(r->text, qbuf));
 		f->shares = xreallocarray(f->shares, f->share_count + 1,
 		    sizeof(*f->shares));
 		f->shares[f->share_count++] = id;
@@ -1321,7 +1320,6 @@ config_folder_share(struct config *c, const char *folder_id,
 {
 	struct config_folder	*f;
 	char			 sid[IDENTITY_SHORT_STR_SIZE], qbuf[QV_SIZE];
-	size_t			 i;
 
 	f = config_folder_find(c, folder_id);
 	if (f == NULL) {
@@ -1334,17 +1332,31 @@ config_folder_share(struct config *c, const char *folder_id,
 		    "first)", folder_id, sid);
 		return SH_ENOTFOUND;
 	}
-	for (i = 0; i < f->share_count; i++) {
-		if (identity_id_equal(&f->shares[i], dev)) {
-			errf(err, err_size, "folder \"%s\" is already shared "
-			    "with \"%s\"", folder_id, sid);
-			return SH_EEXIST;
-		}
+	if (config_folder_shares(f, dev, NULL)) {
+		errf(err, err_size, "folder \"%s\" is already shared with "
+		    "\"%s\"", folder_id, sid);
+		return SH_EEXIST;
 	}
 	f->shares = xreallocarray(f->shares, f->share_count + 1,
 	    sizeof(*f->shares));
 	f->shares[f->share_count++] = *dev;
 	return 0;
+}
+
+bool
+config_folder_shares(const struct config_folder *f,
+    const struct device_id *dev, size_t *at)
+{
+	size_t	i;
+
+	for (i = 0; i < f->share_count; i++) {
+		if (identity_id_equal(&f->shares[i], dev)) {
+			if (at != NULL)
+				*at = i;
+			return true;
+		}
+	}
+	return false;
 }
 
 int
@@ -1354,15 +1366,10 @@ config_folder_unshare(struct config *c, const char *folder_id,
 	struct config_folder	*f = config_folder_find(c, folder_id);
 	size_t			 i;
 
-	if (f == NULL)
+	if (f == NULL || !config_folder_shares(f, dev, &i))
 		return SH_ENOTFOUND;
-	for (i = 0; i < f->share_count; i++) {
-		if (identity_id_equal(&f->shares[i], dev)) {
-			memmove(&f->shares[i], &f->shares[i + 1],
-			    (f->share_count - i - 1) * sizeof(*f->shares));
-			f->share_count--;
-			return 0;
-		}
-	}
-	return SH_ENOTFOUND;
+	memmove(&f->shares[i], &f->shares[i + 1],
+	    (f->share_count - i - 1) * sizeof(*f->shares));
+	f->share_count--;
+	return 0;
 }

@@ -197,12 +197,7 @@ conn_state_name(enum conn_state s)
 static bool
 cfg_shares(const struct conn *c, const struct config_folder *f)
 {
-	size_t	i;
-
-	for (i = 0; i < f->share_count; i++)
-		if (identity_id_equal(&f->shares[i], &c->peer))
-			return true;
-	return false;
+	return config_folder_shares(f, &c->peer, NULL);
 }
 
 static struct conn_folder *

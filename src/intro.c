@@ -69,17 +69,6 @@ say(intro_log_cb log, void *arg, const struct device_id *id,
 	log(line, arg);
 }
 
-static bool
-folder_shared_with(const struct config_folder *f, const struct device_id *id)
-{
-	size_t	i;
-
-	for (i = 0; i < f->share_count; i++)
-		if (identity_id_equal(&f->shares[i], id))
-			return true;
-	return false;
-}
-
 static const struct intro_device *
 listed(const struct intro_folder *f, const struct device_id *id)
 {
@@ -129,7 +118,7 @@ shares_any(const struct config *cfg, const struct device_id *id)
 	size_t	i;
 
 	for (i = 0; i < cfg->folder_count; i++)
-		if (folder_shared_with(&cfg->folders[i], id))
+		if (config_folder_shares(&cfg->folders[i], id, NULL))
 			return true;
 	return false;
 }
@@ -155,7 +144,7 @@ intro_apply(struct config *cfg, const struct device_id *self,
 		const struct intro_folder *f = &v->folders[i];
 
 		cf = config_folder_find(cfg, f->id);
-		if (cf == NULL || !folder_shared_with(cf, &pid))
+		if (cf == NULL || !config_folder_shares(cf, &pid, NULL))
 			continue;
 		for (j = 0; j < f->device_count; j++) {
 			const struct intro_device *d = &f->devices[j];
@@ -173,7 +162,7 @@ intro_apply(struct config *cfg, const struct device_id *self,
 			}
 			/* config_device_add may have moved the array. */
 			cf = config_folder_find(cfg, f->id);
-			if (!folder_shared_with(cf, &d->id) &&
+			if (!config_folder_shares(cf, &d->id, NULL) &&
 			    config_folder_share(cfg, f->id, &d->id, err,
 			    sizeof(err)) == 0) {
 				say(log, arg, &d->id, f->id, "shared with",
@@ -189,7 +178,7 @@ intro_apply(struct config *cfg, const struct device_id *self,
 		const struct intro_folder *f = &v->folders[i];
 
 		cf = config_folder_find(cfg, f->id);
-		if (cf == NULL || !folder_shared_with(cf, &pid))
+		if (cf == NULL || !config_folder_shares(cf, &pid, NULL))
 			continue;
 		for (j = 0; j < cf->share_count; ) {
 			const struct config_device *d;

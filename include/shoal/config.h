@@ -132,6 +132,9 @@ int	config_folder_remove(struct config *c, const char *id) SH_MUST_CHECK;
 int	config_folder_share(struct config *c, const char *folder_id,
 	    const struct device_id *dev, char *err, size_t err_size)
 	    SH_MUST_CHECK;
+/* Is `f` shared with `dev`? With `at`, where in f->shares. */
+bool	config_folder_shares(const struct config_folder *f,
+	    const struct device_id *dev, size_t *at);
 /* Stop sharing folder `folder_id` with `dev`: 0, or SH_ENOTFOUND when it
  * was not shared with it. */
 int	config_folder_unshare(struct config *c, const char *folder_id,

@@ -101,13 +101,7 @@ view(const char *fid, bool with_x, bool with_y, bool with_u)
 static bool
 shared(const struct config *c, const char *fid, const struct device_id *id)
 {
-	const struct config_folder	*f = config_folder_find(c, fid);
-	size_t				 i;
-
-	for (i = 0; i < f->share_count; i++)
-		if (identity_id_equal(&f->shares[i], id))
-			return true;
-	return false;
+	return config_folder_shares(config_folder_find(c, fid), id, NULL);
 }
 
 static int	logged;
