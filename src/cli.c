@@ -1330,37 +1330,63 @@ folder_versions(struct cli *c, const char *id, const char *name,
 	return versions_of(*cf, name);
 }
 
+/*
+ * FOLDER_ID [PATH] and options for versions and restore: --json when
+ * `as_json` is given, --at TIME when `at` is. *name is the PATH as a
+ * folder-relative name (caller frees; NULL without PATH). 0 or the usage
+ * error's exit code.
+ */
+static int
+version_args(const char *cmd, int argc, char **argv, bool *as_json,
+    const char **at, const char **id, char **name)
+{
+	const char	*path = NULL;
+	size_t		 i;
+
+	*id = NULL;
+	*name = NULL;
+	for (i = 1; i < (size_t)argc; i++) {
+		if (as_json != NULL && strcmp(argv[i], "--json") == 0)
+			*as_json = true;
+		else if (at != NULL && strcmp(argv[i], "--at") == 0) {
+			if (++i == (size_t)argc)
+				return usage_error(cmd, "--at needs TIME");
+			*at = argv[i];
+		} else if (argv[i][0] == '-' && argv[i][1] != '\0')
+			return usage_error(cmd, "unknown option \"%s\"",
+			    argv[i]);
+		else if (*id == NULL)
+			*id = argv[i];
+		else if (path == NULL)
+			path = argv[i];
+		else
+			return usage_error(cmd, "unexpected argument \"%s\"",
+			    argv[i]);
+	}
+	if (path != NULL && (*name = version_arg_name(path)) == NULL)
+		return usage_error(cmd, "bad PATH \"%s\": want a name inside "
+		    "the folder", path);
+	return 0;
+}
+
 static int
 cmd_versions(struct cli *c, int argc, char **argv)
 {
 	const struct config_folder	*cf;
 	struct config			*cfg = NULL;
-	const char			*id = NULL, *path = NULL;
+	const char			*id;
 	char				*name = NULL;
 	bool				 as_json = false;
 	json_t				*arr = NULL, *v;
 	size_t				 i;
-	int				 rc = CLI_EXIT_FAIL;
+	int				 rc;
 
-	for (i = 1; i < (size_t)argc; i++) {
-		if (strcmp(argv[i], "--json") == 0)
-			as_json = true;
-		else if (argv[i][0] == '-' && argv[i][1] != '\0')
-			return usage_error("versions", "unknown option \"%s\"",
-			    argv[i]);
-		else if (id == NULL)
-			id = argv[i];
-		else if (path == NULL)
-			path = argv[i];
-		else
-			return usage_error("versions", "unexpected argument "
-			    "\"%s\"", argv[i]);
-	}
+	rc = version_args("versions", argc, argv, &as_json, NULL, &id, &name);
+	if (rc != 0)
+		return rc;
 	if (id == NULL)
 		return usage_error("versions", "expected FOLDER_ID");
-	if (path != NULL && (name = version_arg_name(path)) == NULL)
-		return usage_error("versions", "bad PATH \"%s\": want a name "
-		    "inside the folder", path);
+	rc = CLI_EXIT_FAIL;
 	arr = folder_versions(c, id, name, &cfg, &cf);
 	if (arr == NULL)
 		goto out;
@@ -1417,39 +1443,29 @@ cmd_restore(struct cli *c, int argc, char **argv)
 {
 	const struct config_folder	*cf;
 	struct config			*cfg = NULL;
-	const char			*id = NULL, *path = NULL, *stored;
+	const char			*id, *at_text = NULL, *stored;
 	char				*name = NULL, *kept = NULL, when[64];
 	json_t				*arr = NULL, *v, *pick = NULL;
 	time_t				 at = 0;
-	bool				 have_at = false;
+	bool				 have_at;
 	size_t				 i;
-	int				 r, rc = CLI_EXIT_FAIL;
+	int				 r, rc;
 
-	for (i = 1; i < (size_t)argc; i++) {
-		if (strcmp(argv[i], "--at") == 0) {
-			if (++i == (size_t)argc)
-				return usage_error("restore", "--at needs TIME");
-			if (parse_at(argv[i], &at) != 0)
-				return usage_error("restore", "bad --at \"%s\" "
-				    "(want YYYY-MM-DDTHH:MM:SS, YYYYMMDD-HHMMSS "
-				    "or @UNIXSECONDS)", argv[i]);
-			have_at = true;
-		} else if (argv[i][0] == '-' && argv[i][1] != '\0')
-			return usage_error("restore", "unknown option \"%s\"",
-			    argv[i]);
-		else if (id == NULL)
-			id = argv[i];
-		else if (path == NULL)
-			path = argv[i];
-		else
-			return usage_error("restore", "unexpected argument "
-			    "\"%s\"", argv[i]);
-	}
-	if (id == NULL || path == NULL)
+	rc = version_args("restore", argc, argv, NULL, &at_text, &id, &name);
+	if (rc != 0)
+		return rc;
+	if (id == NULL || name == NULL) {
+		free(name);
 		return usage_error("restore", "expected FOLDER_ID PATH");
-	if ((name = version_arg_name(path)) == NULL)
-		return usage_error("restore", "bad PATH \"%s\": want a name "
-		    "inside the folder", path);
+	}
+	have_at = at_text != NULL;
+	if (have_at && parse_at(at_text, &at) != 0) {
+		free(name);
+		return usage_error("restore", "bad --at \"%s\" (want "
+		    "YYYY-MM-DDTHH:MM:SS, YYYYMMDD-HHMMSS or @UNIXSECONDS)",
+		    at_text);
+	}
+	rc = CLI_EXIT_FAIL;
 	arr = folder_versions(c, id, name, &cfg, &cf);
 	if (arr == NULL)
 		goto out;
