@@ -5,9 +5,10 @@ One process polls B's REST API and walks B's tree, instead of a curl, a
 jq and a find per poll: those cost 30-40 % of a core at 10 polls a
 second, which a 2-core machine takes away from the daemons being timed.
 
-    waitsync.py KIND URL KEY FILES BYTES TREE TIMEOUT [FILE OFF LEN SHA256]
+    waitsync.py [--go] KIND URL KEY FILES BYTES TREE TIMEOUT [FILE OFF LEN SHA256]
 
-KIND is "sh" (Shoal: GET /rest/status) or "st" (Syncthing: GET
+With --go it prints "ready" once loaded and starts polling only after a
+line on stdin, so that its start-up is not inside the timed window. KIND is "sh" (Shoal: GET /rest/status) or "st" (Syncthing: GET
 /rest/db/status?folder=f). Exits 0 and prints the Unix time at which every
 check first held, or exits 1 after TIMEOUT seconds.
 """
@@ -76,19 +77,26 @@ def region_ok(path, off, length, want):
 
 
 def main(argv):
+    go = len(argv) > 1 and argv[1] == "--go"
+    if go:
+        argv = argv[:1] + argv[2:]
     if len(argv) not in (8, 12):
         sys.stderr.write(__doc__)
         return 2
     kind, url, key = argv[1], argv[2], argv[3]
     files, size, tree = int(argv[4]), int(argv[5]), argv[6]
-    end = time.time() + float(argv[7])
     region = argv[8:]
+    if go:
+        print("ready", flush=True)
+        if not sys.stdin.readline():
+            return 1
+    end = time.time() + float(argv[7])
     while time.time() < end:
         if (api_ok(kind, url, key, files, size)
                 and tree_stats(tree) == (files, size)
                 and (not region or region_ok(region[0], int(region[1]),
                                              int(region[2]), region[3]))):
-            print("%.3f" % time.time())
+            print("%.3f" % time.time(), flush=True)
             return 0
         time.sleep(INTERVAL)
     return 1
