@@ -833,14 +833,17 @@ cmd_folder_list(struct cli *c, int argc, char **argv)
 			json_array_append_new(sh, json_string(idstr));
 		}
 		if (as_json) {
+			char	space[CONFIG_SPACE_STR_SIZE];
+
+			config_space_format(&f->min_disk_free, space);
 			json_array_append_new(arr, json_pack(
-			    "{s:s, s:s, s:s, s:s, s:I, s:b, s:i, s:o}",
+			    "{s:s, s:s, s:s, s:s, s:I, s:b, s:i, s:s, s:o}",
 			    "id", f->id, "path", f->path,
 			    "type", config_folder_type_name(f->type),
 			    "versioning", config_versioning_name(f->versioning),
 			    "rescan", (json_int_t)f->rescan_s, "watch", f->watch,
 			    "max_conflicts", (int)f->max_conflicts,
-			    "shared_with", sh));
+			    "min_disk_free", space, "shared_with", sh));
 			continue;
 		}
 		printf("%s  %s  %s  shared with %zu device(s)\n", f->id, f->path,

@@ -12,6 +12,7 @@
  * value, in the manner of wireguard-tools config.c.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -49,6 +50,7 @@ enum section {
 #define KEY_MAXCONFLICTS (1u << 12)
 #define KEY_INTRODUCEDBY (1u << 13)
 #define KEY_SKIPREMOVALS (1u << 14)
+#define KEY_MINDISKFREE	(1u << 15)
 
 /* A `share =` line, checked once all devices are known. */
 struct share_ref {
@@ -189,6 +191,147 @@ config_versioning_name(enum config_versioning v)
 	if ((unsigned)v >= sizeof(versioning_names) / sizeof(*versioning_names))
 		return "unknown";
 	return versioning_names[v];
+}
+
+/* Disk space (config_space_parse) */
+
+static const struct {
+	const char	*name;
+	uint64_t	 mult;
+} space_units[] = {
+	{ "", 1 }, { "b", 1 },
+	{ "k", 1000 }, { "kb", 1000 }, { "m", 1000000 }, { "mb", 1000000 },
+	{ "g", 1000000000 }, { "gb", 1000000000 },
+	{ "t", 1000000000000 }, { "tb", 1000000000000 },
+	{ "kib", 1ull << 10 }, { "mib", 1ull << 20 }, { "gib", 1ull << 30 },
+	{ "tib", 1ull << 40 },
+};
+
+/* Largest size accepted: far above any disk, far below overflow. */
+#define SPACE_MAX_BYTES	(1ull << 60)
+#define PPM_DECIMALS	4	/* 1 ppm = 0.0001 % */
+
+/* "DIGITS[.DIGITS]": the integer part and up to `maxfrac` fraction digits
+ * scaled to 10^maxfrac. Returns the end, or NULL. */
+static const char *
+parse_decimal(const char *s, unsigned maxfrac, uint64_t *ip, uint64_t *fp)
+{
+	unsigned	nf = 0;
+
+	*ip = *fp = 0;
+	if (!isdigit((unsigned char)*s))
+		return NULL;
+	for (; isdigit((unsigned char)*s); s++) {
+		if (*ip > (SPACE_MAX_BYTES - 9) / 10)
+			return NULL;
+		*ip = *ip * 10 + (uint64_t)(*s - '0');
+	}
+	if (*s == '.') {
+		s++;
+		if (!isdigit((unsigned char)*s))
+			return NULL;
+		for (; isdigit((unsigned char)*s); s++) {
+			if (nf == maxfrac)
+				return NULL;
+			*fp = *fp * 10 + (uint64_t)(*s - '0');
+			nf++;
+		}
+	}
+	for (; nf < maxfrac; nf++)
+		*fp *= 10;
+	return s;
+}
+
+int
+config_space_parse(const char *s, struct config_space *out)
+{
+	struct config_space	sp = { 0, 0 };
+	uint64_t		ip, fp, mult = 0;
+	const char		*e;
+	size_t			i, n;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	n = strlen(s);
+	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+		n--;
+	if (n > 0 && s[n - 1] == '%') {
+		e = parse_decimal(s, PPM_DECIMALS, &ip, &fp);
+		while (e != NULL && *e == ' ')
+			e++;
+		if (e == NULL || e != s + n - 1 || ip > 100 ||
+		    (ip == 100 && fp > 0))
+			return SH_EPARSE;
+		sp.ppm = (uint32_t)(ip * 10000 + fp);
+		*out = sp;
+		return 0;
+	}
+	/* Sizes: fractions to a millionth of the unit. */
+	e = parse_decimal(s, 6, &ip, &fp);
+	if (e == NULL)
+		return SH_EPARSE;
+	while (*e == ' ')
+		e++;
+	for (i = 0; i < sizeof(space_units) / sizeof(space_units[0]); i++)
+		if (strlen(space_units[i].name) == (size_t)(s + n - e) &&
+		    strncasecmp(e, space_units[i].name, (size_t)(s + n - e)) ==
+		    0)
+			mult = space_units[i].mult;
+	if (mult == 0 || ip > SPACE_MAX_BYTES / mult)
+		return SH_EPARSE;
+	/* fp < 10^6 and mult <= 2^40: no overflow. */
+	sp.bytes = ip * mult + fp * mult / 1000000;
+	if (sp.bytes > SPACE_MAX_BYTES)
+		return SH_EPARSE;
+	*out = sp;
+	return 0;
+}
+
+void
+config_space_format(const struct config_space *sp,
+    char buf[CONFIG_SPACE_STR_SIZE])
+{
+	static const struct {
+		const char	*name;
+		uint64_t	 mult;
+	} units[] = {
+		{ "TiB", 1ull << 40 }, { "TB", 1000000000000 },
+		{ "GiB", 1ull << 30 }, { "GB", 1000000000 },
+		{ "MiB", 1ull << 20 }, { "MB", 1000000 },
+		{ "KiB", 1ull << 10 }, { "kB", 1000 },
+	};
+	size_t	i, n;
+
+	if (sp->ppm > 0) {
+		n = (size_t)snprintf(buf, CONFIG_SPACE_STR_SIZE, "%u.%04u",
+		    sp->ppm / 10000, sp->ppm % 10000);
+		while (buf[n - 1] == '0')
+			n--;
+		if (buf[n - 1] == '.')
+			n--;
+		snprintf(buf + n, CONFIG_SPACE_STR_SIZE - n, "%%");
+		return;
+	}
+	for (i = 0; sp->bytes > 0 && i < sizeof(units) / sizeof(units[0]);
+	    i++)
+		if (sp->bytes % units[i].mult == 0) {
+			snprintf(buf, CONFIG_SPACE_STR_SIZE, "%llu %s",
+			    (unsigned long long)(sp->bytes / units[i].mult),
+			    units[i].name);
+			return;
+		}
+	snprintf(buf, CONFIG_SPACE_STR_SIZE, sp->bytes > 0 ? "%llu B" : "%llu",
+	    (unsigned long long)sp->bytes);
+}
+
+uint64_t
+config_space_bytes(const struct config_space *sp, uint64_t total)
+{
+	/* total * ppm / 10^6 without overflowing. */
+	if (sp->ppm > 0)
+		return total / 1000000 * sp->ppm +
+		    total % 1000000 * sp->ppm / 1000000;
+	return sp->bytes;
 }
 
 int
@@ -580,6 +723,7 @@ parse_section(struct parser *p, const char *s, size_t n)
 		f->rescan_s = CONFIG_DEFAULT_RESCAN_S;
 		f->watch = true;
 		f->max_conflicts = CONFIG_DEFAULT_MAX_CONFLICTS;
+		f->min_disk_free.ppm = CONFIG_DEFAULT_MIN_FREE_PPM;
 		p->folder_lines[p->c->folder_count] = p->line;
 		p->cur = p->c->folder_count++;
 		p->sec = SEC_FOLDER;
@@ -612,6 +756,7 @@ key_bit(const char *key)
 		{ "type", KEY_TYPE }, { "versioning", KEY_VERSIONING },
 		{ "rescan", KEY_RESCAN }, { "watch", KEY_WATCH },
 		{ "max_conflicts", KEY_MAXCONFLICTS },
+		{ "min_disk_free", KEY_MINDISKFREE },
 		{ "introduced_by", KEY_INTRODUCEDBY },
 		{ "skip_introduction_removals", KEY_SKIPREMOVALS },
 	};
@@ -776,6 +921,11 @@ parse_folder_key(struct parser *p, const char *key, char *v)
 			    qv(v, qbuf), (unsigned)CONFIG_MAX_MAX_CONFLICTS);
 		else
 			f->max_conflicts = (int32_t)u;
+	} else if (strcmp(key, "min_disk_free") == 0) {
+		if (config_space_parse(v, &f->min_disk_free) != 0)
+			return perr(p, "%smin_disk_free \"%s\" is not a "
+			    "percentage in 0..100%% or a size such as "
+			    "\"500 MiB\"", ctx, qv(v, qbuf));
 	} else if (strcmp(key, "share") == 0) {
 		/* Checked at the end: devices may come after folders. */
 		p->shares = xreallocarray(p->shares, p->share_count + 1,
@@ -1106,16 +1256,19 @@ config_format(const struct config *c)
 		}
 	}
 	for (i = 0; i < c->folder_count; i++) {
+		char	space[CONFIG_SPACE_STR_SIZE];
+
 		f = &c->folders[i];
+		config_space_format(&f->min_disk_free, space);
 		fmt_printf(&o, "\n[folder %s]\n", f->id);
 		fmt_value(&o, "label", f->label);
 		fmt_value(&o, "path", f->path);
 		fmt_printf(&o, "type = %s\nversioning = %s\nrescan = %u\n"
-		    "watch = %s\nmax_conflicts = %d\n",
+		    "watch = %s\nmax_conflicts = %d\nmin_disk_free = %s\n",
 		    config_folder_type_name(f->type),
 		    config_versioning_name(f->versioning),
 		    (unsigned)f->rescan_s, f->watch ? "true" : "false",
-		    (int)f->max_conflicts);
+		    (int)f->max_conflicts, space);
 		for (j = 0; j < f->share_count; j++) {
 			identity_id_format(&f->shares[j], id);
 			fmt_printf(&o, "share = %s\n", id);
@@ -1294,6 +1447,7 @@ config_folder_add(struct config *c, const char *id, const char *path,
 	f->rescan_s = rescan_s;
 	f->watch = watch;
 	f->max_conflicts = CONFIG_DEFAULT_MAX_CONFLICTS;
+	f->min_disk_free.ppm = CONFIG_DEFAULT_MIN_FREE_PPM;
 	return 0;
 }
 

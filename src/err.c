@@ -37,6 +37,8 @@ sh_strerror(int code)
 		return "control API error";
 	case SH_EFOLDER:
 		return "folder root or marker missing";
+	case SH_ESPACE:
+		return "not enough free disk space";
 	default:
 		break;
 	}

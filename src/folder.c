@@ -86,6 +86,9 @@ struct folder {
 
 	enum folder_state	 state;
 	char			*error;		/* owned; NULL if none */
+	char			*space_msg;	/* owned; why the last pass left
+						 * files for lack of disk space,
+						 * or NULL */
 	bool			 ready;		/* root checked, ignores loaded */
 
 	struct ignore		*ignore;	/* owned */
@@ -566,6 +569,43 @@ progress_add(struct pull_progress *t, const struct pull_progress *p)
 	t->blocks_reused += p->blocks_reused;
 }
 
+/*
+ * After a pass: files that wait for disk space (pull.c, min_disk_free)
+ * show in the status and the log while they do. Said once when it starts
+ * and once when a complete pass no longer meets it.
+ */
+static void
+note_space(struct folder *f, int status)
+{
+	const struct pull_progress *pr = &f->last_pull;
+	char	need[UTIL_BYTES_STR_SIZE], avail[UTIL_BYTES_STR_SIZE];
+	char	keep[UTIL_BYTES_STR_SIZE], min[CONFIG_SPACE_STR_SIZE];
+	char	*msg;
+
+	if (pr->files_no_space == 0) {
+		if (status == 0 && f->space_msg != NULL) {
+			LOG_INFO("folder", "folder \"%s\": enough disk space "
+			    "again", f->cfg.id);
+			free(f->space_msg);
+			f->space_msg = NULL;
+		}
+		return;
+	}
+	config_space_format(&f->cfg.min_disk_free, min);
+	msg = xasprintf("folder \"%s\": %llu file%s wait%s for disk space: "
+	    "the largest needs %s more, %s is free and min_disk_free keeps "
+	    "%s (%s)", f->cfg.id, (unsigned long long)pr->files_no_space,
+	    pr->files_no_space == 1 ? "" : "s",
+	    pr->files_no_space == 1 ? "s" : "",
+	    util_fmt_bytes(pr->space_need, need),
+	    util_fmt_bytes(pr->space_avail, avail),
+	    util_fmt_bytes(pr->space_keep, keep), min);
+	if (f->space_msg == NULL)
+		LOG_WARN("folder", "%s", msg);
+	free(f->space_msg);
+	f->space_msg = msg;
+}
+
 static void
 pull_retry_cb(uv_timer_t *t)
 {
@@ -598,6 +638,7 @@ pull_done(struct pull *p, int status, void *arg)
 		f->state = FOLDER_STATE_IDLE;
 	if (f->last_pull.versions_kept > 0)
 		start_clean(f);
+	note_space(f, status);
 	if (status == 0) {
 		f->pulls_completed++;
 		if (f->last_pull.incomplete)
@@ -648,6 +689,7 @@ start_pull(struct folder *f)
 	p.root = f->cfg.path;
 	p.receive_only = (f->cfg.type == CONFIG_FOLDER_RECEIVEONLY);
 	p.max_conflicts = f->cfg.max_conflicts;
+	p.min_disk_free = f->cfg.min_disk_free;
 	p.versioning = f->cfg.versioning;
 	p.short_id = f->short_id;
 	p.ignore = f->ignore;
@@ -780,6 +822,7 @@ maybe_free(struct folder *f)
 		return;
 	cfg_free(&f->cfg);
 	free(f->error);
+	free(f->space_msg);
 	ignore_free(f->ignore);
 	util_strset_free(&f->paths);
 	free(f);
@@ -809,6 +852,11 @@ folder_reconfigure(struct folder *f, const struct config_folder *cfg)
 	if (f->closing)
 		return;
 	path_changed = strcmp(f->cfg.path, cfg->path) != 0;
+	/* Files waiting for space may fit under a new minimum: try now. */
+	if (f->space_msg != NULL && (f->cfg.min_disk_free.ppm !=
+	    cfg->min_disk_free.ppm || f->cfg.min_disk_free.bytes !=
+	    cfg->min_disk_free.bytes))
+		f->pull_wanted = true;
 	old = f->cfg;
 	cfg_copy(&f->cfg, cfg);
 	if (path_changed) {
@@ -870,7 +918,8 @@ folder_get_status(struct folder *f, struct folder_status *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->state = f->state;
-	out->error = f->error;
+	/* A stopped folder says why; else files waiting for space do. */
+	out->error = f->error != NULL ? f->error : f->space_msg;
 	out->local_files = f->counts.files;
 	out->local_bytes = f->counts.bytes;
 	out->local_directories = f->counts.directories;

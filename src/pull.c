@@ -225,6 +225,9 @@ struct job {
 	size_t		 npruned;
 	uint64_t	 reused_bytes;
 	uint64_t	 reused_blocks;
+	uint64_t	 space_need;	/* SH_ESPACE: bytes still to write, */
+	uint64_t	 space_avail;	/* bytes free, */
+	uint64_t	 space_keep;	/* and bytes min_disk_free keeps */
 
 	/* Blocks (file jobs, loop thread). */
 	uint8_t		*bstate;	/* owned; BLK_* per block */
@@ -609,6 +612,35 @@ open_direct(struct job *j)
 	    O_WRONLY);
 }
 
+/*
+ * Pool: would writing the rest of the file (what the temporary file does
+ * not hold yet) leave less free space than min_disk_free keeps? Then
+ * SH_ESPACE: the file waits for space while smaller ones may still fit,
+ * and a temporary file left empty goes again. Space that cannot be
+ * measured does not stop the pull (a full disk still fails the writes).
+ */
+static int
+check_space(struct job *j, const struct stat *tst)
+{
+	const struct config_space *min = &j->p->p.min_disk_free;
+	uint64_t	avail, total, size = (uint64_t)j->global->size;
+	int		rc;
+
+	if (min->ppm == 0 && min->bytes == 0)
+		return 0;
+	rc = util_disk_space(j->tmpfd, &avail, &total);
+	if (rc != 0)
+		return 0;
+	j->space_need = size > j->reused_bytes ? size - j->reused_bytes : 0;
+	j->space_keep = config_space_bytes(min, total);
+	j->space_avail = avail;
+	if (avail >= j->space_keep && avail - j->space_keep >= j->space_need)
+		return 0;
+	if (tst->st_size == 0)
+		(void)util_wd_unlinkat(j->dirfd, j->tmpname, 0);
+	return SH_ESPACE;
+}
+
 /* Pool work: file, prepare. */
 
 static void
@@ -688,6 +720,9 @@ file_prep_work(uv_work_t *req)
 			j->reused_blocks++;
 		}
 	}
+	rc = check_space(j, &tst);
+	if (rc != 0)
+		goto out;
 	open_direct(j);
 	rc = 0;
 out:
@@ -1495,6 +1530,22 @@ job_end(struct job *j, int rc, bool kick)
 		p->prog.files_failed++;
 		if (is_fatal_io(rc) || rc == SH_EFOLDER || rc == SH_EDB)
 			set_fatal(p, rc, "cannot pull", j->name);
+		else if (rc == SH_ESPACE) {
+			/* The folder reports it once per pass, not per file. */
+			p->prog.files_no_space++;
+			if (j->space_need >= p->prog.space_need) {
+				p->prog.space_need = j->space_need;
+				p->prog.space_avail = j->space_avail;
+				p->prog.space_keep = j->space_keep;
+			}
+			LOG_DEBUG("pull", "folder \"%s\": \"%s\" needs %llu "
+			    "bytes, %llu free, min_disk_free keeps %llu; "
+			    "waiting for space", p->folder_id,
+			    esc(j->name, e, sizeof(e)),
+			    (unsigned long long)j->space_need,
+			    (unsigned long long)j->space_avail,
+			    (unsigned long long)j->space_keep);
+		}
 		else if (j->bad_name || rc == -ENAMETOOLONG || rc == -EILSEQ)
 			LOG_WARN("pull", "folder \"%s\": \"%s\" cannot be "
 			    "written here (%s); skipped", p->folder_id,

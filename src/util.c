@@ -20,6 +20,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -327,15 +328,45 @@ util_buf_printf(struct util_buf *b, const char *fmt, ...)
 	return rc;
 }
 
+const char *
+util_fmt_bytes(uint64_t n, char buf[UTIL_BYTES_STR_SIZE])
+{
+	static const char *const	units[] = { "KiB", "MiB", "GiB", "TiB",
+					    "PiB", "EiB" };
+	double				v = (double)n;
+	size_t				i = 0;
+
+	if (n < 1024) {
+		snprintf(buf, UTIL_BYTES_STR_SIZE, "%llu B",
+		    (unsigned long long)n);
+		return buf;
+	}
+	v /= 1024;
+	while (v >= 1023.95 && i + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1024;
+		i++;
+	}
+	snprintf(buf, UTIL_BYTES_STR_SIZE, "%.1f %s", v, units[i]);
+	return buf;
+}
+
 /* Fault injection: counters per kind, decremented on each call. */
 static _Atomic int fault_nth[UTIL_FAULT_KIND_COUNT];
 static _Atomic int fault_err[UTIL_FAULT_KIND_COUNT];
+static _Atomic uint64_t fault_avail, fault_total;
 
 void
 util_fault_set(enum util_fault_kind kind, int nth, int err)
 {
 	fault_err[kind] = err;
 	fault_nth[kind] = nth;
+}
+
+void
+util_fault_space(uint64_t avail, uint64_t total)
+{
+	fault_avail = avail;
+	fault_total = total;
 }
 
 void
@@ -347,6 +378,24 @@ util_fault_clear(void)
 		fault_nth[i] = 0;
 		fault_err[i] = 0;
 	}
+	util_fault_space(0, 0);
+}
+
+int
+util_disk_space(int fd, uint64_t *avail, uint64_t *total)
+{
+	struct statvfs	sv;
+
+	if (fault_total > 0) {
+		*avail = fault_avail;
+		*total = fault_total;
+		return 0;
+	}
+	if (fstatvfs(fd, &sv) != 0)
+		return -errno;
+	*avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+	*total = (uint64_t)sv.f_blocks * sv.f_frsize;
+	return 0;
 }
 
 /* Returns the injected -errno for this call, or 0. */

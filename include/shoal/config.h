@@ -37,6 +37,11 @@
  * all, 0 makes none (the losing local version is replaced). */
 #define CONFIG_DEFAULT_MAX_CONFLICTS	10
 #define CONFIG_MAX_MAX_CONFLICTS	1000000
+/* Free space a folder's file system keeps (Syncthing's minDiskFree): a
+ * file is not pulled if writing it would leave less. 1 % by default. */
+#define CONFIG_DEFAULT_MIN_FREE_PPM	10000
+/* Longest text of a config_space (config_space_format). */
+#define CONFIG_SPACE_STR_SIZE		32
 /* Most addresses per device accepted by config_device_add(). */
 #define CONFIG_MAX_ADDRESSES	64
 
@@ -51,6 +56,12 @@ enum config_versioning {
 	CONFIG_VERSIONING_TRASHCAN,
 	CONFIG_VERSIONING_SIMPLE,
 	CONFIG_VERSIONING_STAGGERED
+};
+
+/* An amount of disk space: a share of the file system, or bytes. */
+struct config_space {
+	uint32_t	ppm;	/* parts per million of the file system's size */
+	uint64_t	bytes;	/* or this many bytes (ppm is then 0) */
 };
 
 struct config_device {
@@ -76,6 +87,7 @@ struct config_folder {
 	uint32_t		 rescan_s;	/* 0 = no periodic rescan */
 	bool			 watch;
 	int32_t			 max_conflicts;	/* -1 = all, 0 = none */
+	struct config_space	 min_disk_free;	/* 0 and 0: no minimum */
 	struct device_id	*shares;	/* owned; devices it is shared with */
 	size_t			 share_count;
 };
@@ -152,6 +164,19 @@ int	config_folder_type_parse(const char *s, enum config_folder_type *out)
 const char *config_versioning_name(enum config_versioning v);
 int	config_versioning_parse(const char *s, enum config_versioning *out)
 	    SH_MUST_CHECK;
+/*
+ * Disk space: "N%" (0 to 100, up to 4 decimals) or a size, "N [UNIT]"
+ * with an optional fraction and UNIT one of B, kB, MB, GB, TB (powers of
+ * 1000; K, M, G, T too) or KiB, MiB, GiB, TiB (powers of 1024), any case.
+ * 0 or SH_EPARSE. config_space_format writes what config_space_parse
+ * reads back to the same value ("1%", "0.5%", "500 MiB", "0").
+ */
+int	config_space_parse(const char *s, struct config_space *out)
+	    SH_MUST_CHECK;
+void	config_space_format(const struct config_space *sp,
+	    char buf[CONFIG_SPACE_STR_SIZE]);
+/* The bytes it means on a file system of `total` bytes. */
+uint64_t config_space_bytes(const struct config_space *sp, uint64_t total);
 /* Validate "tcp://HOST:PORT" (HOST: IPv4, [IPv6] or name; PORT 0..65535)
  * or, for device addresses, "dynamic". 0 or SH_EPARSE. */
 int	config_address_validate(const char *s, bool allow_dynamic) SH_MUST_CHECK;

@@ -21,6 +21,7 @@
 #define SH_ECRYPTO	(-5010)	/* hashing or randomness failure */
 #define SH_EHTTP	(-5011)	/* control API request failed */
 #define SH_EFOLDER	(-5012)	/* folder root or marker missing */
+#define SH_ESPACE	(-5013)	/* free space at or below min_disk_free */
 
 #if defined(__GNUC__) || defined(__clang__)
 #define SH_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))

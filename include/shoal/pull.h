@@ -65,6 +65,13 @@ struct pull_progress {
 	uint64_t	blocks_network;
 	uint64_t	blocks_local;
 	uint64_t	blocks_reused;
+	/* Files skipped because writing them would leave less free space
+	 * than min_disk_free (counted in files_failed too), and for the
+	 * largest of them: bytes still to write, bytes free, bytes kept. */
+	uint64_t	files_no_space;
+	uint64_t	space_need;
+	uint64_t	space_avail;
+	uint64_t	space_keep;
 	bool		incomplete;	/* ended early (PULL_MAX_PASS_NAMES) */
 };
 
@@ -86,6 +93,8 @@ struct pull_params {
 	int			 max_conflicts;	/* conflict copies kept per file:
 						 * -1 all, 0 none (the loser is
 						 * replaced), N the newest N */
+	struct config_space	 min_disk_free;	/* free space a file may not
+						 * eat into (SH_ESPACE) */
 	uint64_t		 short_id;	/* this device */
 	const struct ignore	*ignore;	/* borrowed; may be NULL; ignored
 						 * names are never pulled */
@@ -114,7 +123,8 @@ struct pull_params {
  *
  * on_done status: 0 when the pass went through the need list (some names
  * may have been skipped: progress.files_failed and .rescans say how many,
- * and the caller should retry them later; progress.incomplete asks for
+ * and the caller should retry them later; progress.files_no_space says
+ * how many of them wait for disk space; progress.incomplete asks for
  * another pass at once); -ECANCELED after pull_cancel; SH_EFOLDER when the
  * root or its .stfolder marker is missing (nothing was changed after
  * that); -ENOSPC, -EIO, -EDQUOT or -EROFS when the disk refused writes

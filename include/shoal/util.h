@@ -169,6 +169,9 @@ const char **util_strset_list(const struct util_strset *s);
 void	util_strset_clear(struct util_strset *s);
 void	util_strset_free(struct util_strset *s);
 int64_t		util_now_unix(void);
+/* A size for people: "512 B", "1.5 KiB", "12.3 MiB", "2.0 GiB"; buf. */
+#define UTIL_BYTES_STR_SIZE	24
+const char	*util_fmt_bytes(uint64_t n, char buf[UTIL_BYTES_STR_SIZE]);
 
 /*
  * File-system wrappers. In test builds (SHOAL_FAULT_INJECTION defined),
@@ -182,7 +185,14 @@ enum util_fault_kind {
 	UTIL_FAULT_KIND_COUNT
 };
 void	util_fault_set(enum util_fault_kind kind, int nth, int err);
+/* From now on util_disk_space() reports these figures for every file
+ * system (tests); util_fault_clear() ends it. */
+void	util_fault_space(uint64_t avail, uint64_t total);
 void	util_fault_clear(void);
+/* Bytes an unprivileged writer may still use (f_bavail) and the size of
+ * the file system that holds `fd`. 0 or -errno. */
+int	util_disk_space(int fd, uint64_t *avail, uint64_t *total)
+	    SH_MUST_CHECK;
 /* Write all of buf (retrying short writes and EINTR). 0 or -errno. */
 int	util_write_all(int fd, const void *buf, size_t len) SH_MUST_CHECK;
 int	util_pwrite_all(int fd, const void *buf, size_t len, off_t off)

@@ -53,6 +53,7 @@ static const char full_text[] =
     "rescan = 0\n"
     "watch = 0\n"
     "max_conflicts = -1\n"
+    "min_disk_free = 2.5 GiB\n"
     "share = " ID1 "\n"
     "share = " ID2 "\n";
 
@@ -116,11 +117,76 @@ test_config_defaults(void **state)
 	assert_int_equal(c->folders[0].type, CONFIG_FOLDER_SENDRECEIVE);
 	assert_int_equal(c->folders[0].versioning, CONFIG_VERSIONING_NONE);
 	assert_int_equal(c->folders[0].max_conflicts, 10);
+	assert_int_equal(c->folders[0].min_disk_free.ppm, 10000);
+	assert_int_equal(c->folders[0].min_disk_free.bytes, 0);
 	assert_int_equal(c->devices[0].address_count, 1);
 	assert_string_equal(c->devices[0].addresses[0], "dynamic");
 	assert_false(c->devices[0].introducer);
 	assert_string_equal(c->listen, CONFIG_DEFAULT_LISTEN);
 	config_free(c);
+}
+
+/* What min_disk_free accepts, what it means, and how it is written. */
+static void
+test_config_space(void **state)
+{
+	static const struct {
+		const char	*in;
+		uint32_t	 ppm;
+		uint64_t	 bytes;
+		const char	*out;
+	} ok[] = {
+		{ "1%", 10000, 0, "1%" },
+		{ " 0.5 % ", 5000, 0, "0.5%" },
+		{ "100%", 1000000, 0, "100%" },
+		{ "0.0001%", 1, 0, "0.0001%" },
+		{ "0%", 0, 0, "0" },
+		{ "0", 0, 0, "0" },
+		{ "4096", 0, 4096, "4 KiB" },
+		{ "1000 b", 0, 1000, "1 kB" },
+		{ "500MiB", 0, 500ull << 20, "500 MiB" },
+		{ "1.5 GiB", 0, 3ull << 29, "1536 MiB" },
+		{ "2 gb", 0, 2000000000, "2 GB" },
+		{ "3T", 0, 3000000000000, "3 TB" },
+		{ "1 TiB", 0, 1ull << 40, "1 TiB" },
+		{ "1001", 0, 1001, "1001 B" },
+	};
+	static const char *const bad[] = {
+		"", "%", "-1%", "100.0001%", "1.00001%", "1.%", ".5%", "x",
+		"1 XB", "1.0000001 GiB", "99999999999 TiB", "1e3", "1 %%",
+		"5 parsecs", "1 GiB 2",
+	};
+	struct config_space	sp;
+	char			buf[CONFIG_SPACE_STR_SIZE];
+	size_t			i;
+
+	(void)state;
+	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		memset(&sp, 0xff, sizeof(sp));
+		if (config_space_parse(ok[i].in, &sp) != 0)
+			fail_msg("\"%s\" refused", ok[i].in);
+		assert_int_equal(sp.ppm, ok[i].ppm);
+		assert_int_equal(sp.bytes, ok[i].bytes);
+		config_space_format(&sp, buf);
+		assert_string_equal(buf, ok[i].out);
+		memset(&sp, 0xff, sizeof(sp));
+		assert_int_equal(config_space_parse(buf, &sp), 0);
+		assert_int_equal(sp.ppm, ok[i].ppm);
+		assert_int_equal(sp.bytes, ok[i].bytes);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (config_space_parse(bad[i], &sp) != SH_EPARSE)
+			fail_msg("\"%s\" accepted", bad[i]);
+	/* 1 % of 1 TB; a share of a file system too big for a plain
+	 * product; bytes whatever the size. */
+	sp.ppm = 10000;
+	sp.bytes = 0;
+	assert_int_equal(config_space_bytes(&sp, 1000000000000), 10000000000);
+	sp.ppm = 1000000;
+	assert_int_equal(config_space_bytes(&sp, UINT64_MAX), UINT64_MAX);
+	sp.ppm = 0;
+	sp.bytes = 42;
+	assert_int_equal(config_space_bytes(&sp, 7), 42);
 }
 
 static void
@@ -158,6 +224,8 @@ test_config_round_trip(void **state)
 	assert_int_equal(f->rescan_s, 0);
 	assert_false(f->watch);
 	assert_int_equal(f->max_conflicts, -1);
+	assert_int_equal(f->min_disk_free.ppm, 0);
+	assert_int_equal(f->min_disk_free.bytes, 5ull << 29);
 	assert_int_equal(f->share_count, 2);
 	assert_true(identity_id_equal(&f->shares[1], &id2));
 	assert_round_trip(c);
@@ -286,6 +354,14 @@ static const struct err_case err_cases[] = {
 	  "or a count in 0..1000000" },
 	{ "[folder a]\npath = /a\nmax_conflicts = 0\nmax_conflicts = 1\n",
 	  "config:4: folder \"a\": duplicate key \"max_conflicts\"" },
+	{ "[folder a]\npath = /a\nmin_disk_free = 101%\n",
+	  "config:3: folder \"a\": min_disk_free \"101%\" is not a percentage "
+	  "in 0..100% or a size such as \"500 MiB\"" },
+	{ "[folder a]\npath = /a\nmin_disk_free = 5 parsecs\n",
+	  "config:3: folder \"a\": min_disk_free \"5 parsecs\" is not a "
+	  "percentage in 0..100% or a size such as \"500 MiB\"" },
+	{ "[folder a]\npath = /a\nmin_disk_free = 1%\nmin_disk_free = 2%\n",
+	  "config:4: folder \"a\": duplicate key \"min_disk_free\"" },
 	{ "[folder a]\npath = /a\nrescan = 31536001\n",
 	  "config:3: folder \"a\": rescan \"31536001\" is not a number of "
 	  "seconds in 0..31536000" },
@@ -671,6 +747,7 @@ main(void)
 		cmocka_unit_test(test_config_limits),
 		cmocka_unit_test(test_config_address_validate),
 		cmocka_unit_test(test_config_names),
+		cmocka_unit_test(test_config_space),
 		cmocka_unit_test(test_config_operations),
 		cmocka_unit_test(test_config_format_refuses),
 		cmocka_unit_test(test_config_save_load),

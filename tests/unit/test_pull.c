@@ -55,6 +55,7 @@ struct fx {
 	uint64_t	 them;		/* the remote's short ID */
 	int		 max_conflicts;	/* for the passes; setup: 10 */
 	enum config_versioning versioning; /* for the passes; setup: none */
+	struct config_space min_disk_free; /* for the passes; setup: none */
 	int64_t		 rseq;
 	/* Results of the last pass. */
 	bool		 done;
@@ -462,6 +463,7 @@ pull_params_for(struct fx *f, uv_loop_t *loop, struct pull_params *pp)
 	pp->root = f->root;
 	pp->max_conflicts = f->max_conflicts;
 	pp->versioning = f->versioning;
+	pp->min_disk_free = f->min_disk_free;
 	pp->short_id = f->me;
 	pp->on_done = on_done;
 	pp->arg = f;
@@ -873,6 +875,63 @@ test_pull_fault_enospc_keeps_original(void **state)
 	check_untouched(f);
 	assert_int_equal(run_pull(f), 0);
 	expect_file(f, "e.txt", src, sizeof(src));
+}
+
+/*
+ * min_disk_free: a file that would leave less free space than it keeps
+ * waits (counted, its empty temp file gone), smaller ones still come, and
+ * it comes once there is room. The file system's figures are faked.
+ */
+static void
+test_pull_waits_for_disk_space(void **state)
+{
+	struct fx	*f = *state;
+	struct record	*r;
+	uint8_t		 big[3000], small[100];
+
+	fill(big, sizeof(big), 3);
+	fill(small, sizeof(small), 4);
+	write_file(f, "big.src", big, sizeof(big));
+	write_file(f, "small.src", small, sizeof(small));
+	scan(f);
+	r = remote_file(f, "big.bin", big, sizeof(big), NULL, 1700000000,
+	    0644);
+	remote_put(f, r);
+	record_free(r);
+	r = remote_file(f, "small.bin", small, sizeof(small), NULL,
+	    1700000000, 0644);
+	remote_put(f, r);
+	record_free(r);
+
+	/* 1,500 bytes free, 1,000 kept: 500 to use. */
+	f->min_disk_free.bytes = 1000;
+	util_fault_space(1500, 1000000);
+	assert_int_equal(run_pull(f), 0);
+	assert_int_equal(f->prog.files_failed, 1);
+	assert_int_equal(f->prog.files_no_space, 1);
+	assert_int_equal(f->prog.space_need, sizeof(big));
+	assert_int_equal(f->prog.space_avail, 1500);
+	assert_int_equal(f->prog.space_keep, 1000);
+	expect_file(f, "small.bin", small, sizeof(small));
+	assert_false(exists(f, "big.bin"));
+	assert_false(exists(f, ".syncthing.big.bin.tmp"));
+
+	/* 1 % of 1,000,000 kept: 4,000 - 10,000 is not enough either. */
+	f->min_disk_free.bytes = 0;
+	f->min_disk_free.ppm = 10000;
+	util_fault_space(4000, 1000000);
+	assert_int_equal(run_pull(f), 0);
+	assert_int_equal(f->prog.files_no_space, 1);
+	assert_int_equal(f->prog.space_keep, 10000);
+	assert_false(exists(f, "big.bin"));
+
+	/* 13,000 free: 3,000 above the minimum is just enough. */
+	util_fault_space(13000, 1000000);
+	assert_int_equal(run_pull(f), 0);
+	util_fault_clear();
+	assert_int_equal(f->prog.files_failed, 0);
+	assert_int_equal(f->prog.files_no_space, 0);
+	expect_file(f, "big.bin", big, sizeof(big));
 }
 
 static void
@@ -1710,6 +1769,8 @@ main(void)
 		    test_pull_fault_rename_keeps_original, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_pull_fault_enospc_keeps_original, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pull_waits_for_disk_space, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_pull_fault_fsync_keeps_original, setup, teardown),
 		cmocka_unit_test_setup_teardown(

@@ -550,6 +550,22 @@ test_util_wd_readonly_dir(void **state)
 	free(dir);
 }
 
+static void
+test_util_fmt_bytes(void **state)
+{
+	char	b[UTIL_BYTES_STR_SIZE];
+
+	(void)state;
+	assert_string_equal(util_fmt_bytes(0, b), "0 B");
+	assert_string_equal(util_fmt_bytes(1023, b), "1023 B");
+	assert_string_equal(util_fmt_bytes(1024, b), "1.0 KiB");
+	assert_string_equal(util_fmt_bytes(300000, b), "293.0 KiB");
+	/* Just under 1 MiB rounds to it, not to "1024.0 KiB". */
+	assert_string_equal(util_fmt_bytes((1 << 20) - 1, b), "1.0 MiB");
+	assert_string_equal(util_fmt_bytes(3ull << 29, b), "1.5 GiB");
+	assert_string_equal(util_fmt_bytes(UINT64_MAX, b), "16.0 EiB");
+}
+
 /* One holder at a time; a second nowait taker is told so. */
 static void
 test_util_lock_file(void **state)
@@ -580,6 +596,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_util_str_hash),
+		cmocka_unit_test(test_util_fmt_bytes),
 		cmocka_unit_test(test_util_buf_cap),
 		cmocka_unit_test(test_util_bigbuf_reuse),
 		cmocka_unit_test(test_util_strset),
