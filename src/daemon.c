@@ -420,6 +420,7 @@ folder_json(struct daemon *d, struct folder *f)
 	struct folder_status		 st;
 	struct db_global_counts		 gc;
 	json_t				*o, *scan, *peers;
+	char				*full_msg = NULL;
 	bool				 idle, counted, all_sent = true;
 
 	folder_get_status(f, &st);
@@ -430,6 +431,14 @@ folder_json(struct daemon *d, struct folder *f)
 		memset(&gc, 0, sizeof(gc));
 	idle = (st.state == FOLDER_STATE_IDLE) && all_sent && counted &&
 	    gc.need_items == 0;
+	/* A full index disk stalls every folder; each says so (unless it
+	 * has a reason of its own to show). */
+	if (st.error == NULL && db_disk_full(d->db)) {
+		full_msg = xasprintf("the index database in \"%s\" cannot "
+		    "grow: its disk is full; free some space there (nothing "
+		    "stored is lost, and syncing resumes then)", d->home);
+		st.error = full_msg;
+	}
 	scan = json_pack("{s:b, s:I, s:I, s:I, s:I, s:I}",
 	    "running", st.scan_running,
 	    "entries_seen", (json_int_t)st.scan.entries_seen,
@@ -456,6 +465,7 @@ folder_json(struct daemon *d, struct folder *f)
 	    "watching", st.watching,
 	    "watch_degraded", st.watch_degraded,
 	    "sequence", (json_int_t)st.local_sequence);
+	free(full_msg);
 	json_object_set_new(o, "receive_only_changed",
 	    json_integer((json_int_t)st.receive_only_changed));
 	json_object_set_new(o, "pull", json_pack("{s:b, s:I, s:I, s:I, s:I, "

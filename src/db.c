@@ -387,6 +387,7 @@ struct db {
 	int		 version;		/* schema version after open */
 	bool		 in_tx;			/* inside db_begin/commit */
 	bool		 tx_failed;		/* invariant (6) */
+	bool		 full;			/* db_disk_full() */
 	/*
 	 * The local sequence counter of one folder, held in memory during a
 	 * transaction and written back just before it commits: an upsert
@@ -406,7 +407,15 @@ static int
 dberr(struct db *db, const char *what)
 {
 	LOG_ERROR("db", "%s: %s: %s", db->path, what, sqlite3_errmsg(db->h));
+	if (sqlite3_errcode(db->h) == SQLITE_FULL)
+		db->full = true;
 	return SH_EDB;
+}
+
+bool
+db_disk_full(const struct db *db)
+{
+	return db->full;
 }
 
 /*
@@ -844,7 +853,7 @@ static int
 migrate(struct db *db)
 {
 	char	*sql = NULL;
-	int	 rc, v, from;
+	int	 rc, v = 0, from;
 
 	rc = pragma_int(db, "PRAGMA user_version", &v);
 	if (rc != 0)
@@ -1043,6 +1052,7 @@ db_commit(struct db *db)
 		return rc;
 	}
 	db->in_tx = false;
+	db->full = false;
 	return 0;
 }
 

@@ -1550,10 +1550,14 @@ job_end(struct job *j, int rc, bool kick)
 			LOG_WARN("pull", "folder \"%s\": \"%s\" cannot be "
 			    "written here (%s); skipped", p->folder_id,
 			    esc(j->name, e, sizeof(e)), sh_strerror(rc));
-		else if (rc == SH_ENOTFOUND)
-			LOG_INFO("pull", "folder \"%s\": \"%s\": no "
+		else if (rc == SH_ENOTFOUND) {
+			/* Said once per pass (every file of a peer that went
+			 * away ends here). */
+			p->prog.files_no_source++;
+			LOG_DEBUG("pull", "folder \"%s\": \"%s\": no "
 			    "connected device has its blocks; will retry",
 			    p->folder_id, esc(j->name, e, sizeof(e)));
+		}
 		else if (rc != -ECANCELED)
 			LOG_WARN("pull", "folder \"%s\": \"%s\": %s; will "
 			    "retry", p->folder_id, esc(j->name, e, sizeof(e)),
@@ -2421,6 +2425,12 @@ maybe_finish(struct pull *p)
 	else
 		status = 0;
 	p->finishing = true;
+	if (p->prog.files_no_source > 0)
+		LOG_INFO("pull", "folder \"%s\": %llu file%s: no connected "
+		    "device has %s blocks; will retry", p->folder_id,
+		    (unsigned long long)p->prog.files_no_source,
+		    p->prog.files_no_source == 1 ? "" : "s",
+		    p->prog.files_no_source == 1 ? "its" : "their");
 	LOG_DEBUG("pull", "folder \"%s\": pass ended: %s; %llu done, "
 	    "%llu failed, %llu rescans, %llu conflicts", p->folder_id,
 	    sh_strerror(status), (unsigned long long)p->prog.files_done,

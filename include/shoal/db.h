@@ -101,6 +101,9 @@ int	db_file_get(struct db *db, int64_t folder, int64_t device,
  * record between events.
  */
 uint64_t	db_folder_gen(struct db *db, int64_t folder);
+/* Did the last failed write find the disk full (SQLITE_FULL), with no
+ * commit since? Nothing stored is lost then; writes resume with space. */
+bool		db_disk_full(const struct db *db);
 /*
  * Store a record of this device. Assigns r->sequence = the folder's next
  * local sequence (strictly increasing, never reused) before storing. Also

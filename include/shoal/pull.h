@@ -68,6 +68,8 @@ struct pull_progress {
 	/* Files skipped because writing them would leave less free space
 	 * than min_disk_free (counted in files_failed too), and for the
 	 * largest of them: bytes still to write, bytes free, bytes kept. */
+	uint64_t	files_no_source; /* of files_failed: no connected device
+					  * had the blocks */
 	uint64_t	files_no_space;
 	uint64_t	space_need;
 	uint64_t	space_avail;

@@ -811,6 +811,7 @@ test_pull_no_source_keeps_temp(void **state)
 	/* No peer and no local copy: the file fails for this pass. */
 	assert_int_equal(run_pull(f), 0);
 	assert_int_equal(f->prog.files_failed, 1);
+	assert_int_equal(f->prog.files_no_source, 1);
 	assert_false(exists(f, "nowhere.bin"));
 }
 
