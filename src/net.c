@@ -484,22 +484,28 @@ hook_active(struct conn *c, void *arg)
 	struct ndev	*d = p->dev;
 	struct conn_info info;
 	const struct config_device *cd;
+	const char	*name;
 	char		 idstr[IDENTITY_ID_STR_SIZE];
 	char		 e1[ESC_SIZE], e2[ESC_SIZE], e3[ESC_SIZE];
 
 	if (d == NULL)
 		return;
 	p->was_active = true;
-	d->backoff_ms = NET_DIAL_BACKOFF_MIN_MS;
+	/* The backoff stays: net_redial_delay resets it once the
+	 * connection has lasted. */
 	d->failures = 0;
 	d->round_tries = 0;
 	d->connected_since = util_now_unix();
 	conn_get_info(c, &info);
 	cd = cfg_device(p->n, &d->id);
 	identity_id_format(&d->id, idstr);
-	LOG_INFO(COMP, "connected to %s (%s) at %s, client %s %s, %s",
-	    idstr, log_escape(cd != NULL ? cd->name : info.device_name, e1,
-	    sizeof(e1)), info.address,
+	/* Our name for it, else the one it gave; no "()" for neither. */
+	name = cd != NULL && cd->name[0] != '\0' ? cd->name :
+	    info.device_name != NULL ? info.device_name : "";
+	LOG_INFO(COMP, "connected to %s%s%s%s at %s, client %s %s, %s",
+	    idstr, name[0] != '\0' ? " (" : "",
+	    log_escape(name, e1, sizeof(e1)), name[0] != '\0' ? ")" : "",
+	    info.address,
 	    log_escape(info.client_name, e2, sizeof(e2)),
 	    log_escape(info.client_version, e3, sizeof(e3)),
 	    info.outgoing ? "outgoing" : "incoming");
@@ -550,6 +556,22 @@ out:
 	return;
 }
 
+uint64_t
+net_redial_delay(uint64_t *backoff_ms, int64_t lasted_s)
+{
+	uint64_t	delay;
+
+	if (lasted_s >= NET_SHORT_CONN_S || *backoff_ms == 0)
+		*backoff_ms = NET_DIAL_BACKOFF_MIN_MS;
+	delay = *backoff_ms;
+	if (lasted_s < NET_SHORT_CONN_S) {
+		*backoff_ms *= 2;
+		if (*backoff_ms > NET_DIAL_BACKOFF_MAX_MS)
+			*backoff_ms = NET_DIAL_BACKOFF_MAX_MS;
+	}
+	return delay;
+}
+
 static void
 hook_closed(struct conn *c, void *arg)
 {
@@ -559,6 +581,7 @@ hook_closed(struct conn *c, void *arg)
 	struct ndev	*d;
 	struct conn_info info;
 	char		 idstr[IDENTITY_ID_STR_SIZE];
+	int64_t		 since = 0;
 	bool		 was_active = false;
 
 	for (pp = &n->peers; *pp != NULL; pp = &(*pp)->next) {
@@ -580,6 +603,7 @@ hook_closed(struct conn *c, void *arg)
 		d->idx_msg_recv += info.index_messages_received;
 		if (d->active == p) {
 			d->active = NULL;
+			since = d->connected_since;
 			d->connected_since = 0;
 		}
 		if (p->was_active && d->active == NULL) {
@@ -588,7 +612,9 @@ hook_closed(struct conn *c, void *arg)
 			LOG_INFO(COMP, "disconnected from %s at %s: %s",
 			    idstr, info.address, conn_close_reason(c));
 			if (!n->closing && d->configured)
-				dial_schedule(d, d->backoff_ms);
+				dial_schedule(d, net_redial_delay(
+				    &d->backoff_ms, since != 0 ?
+				    util_now_unix() - since : 0));
 		} else if (p->accepted && !p->was_active &&
 		    p->dialled == d && d->active == NULL) {
 			/*

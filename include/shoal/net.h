@@ -24,6 +24,8 @@
 
 #define NET_DIAL_BACKOFF_MIN_MS	1000
 #define NET_DIAL_BACKOFF_MAX_MS	60000
+/* A connection shorter than this does not reset the dial backoff. */
+#define NET_SHORT_CONN_S	10
 #define NET_MAX_PENDING		64	/* pending devices remembered */
 #define NET_MAX_INCOMING	64	/* connections before their Hello */
 /* A second connection to a connected device replaces the first when the
@@ -125,5 +127,14 @@ bool	net_listen_should_fallback(int rc, uint16_t port);
 bool	net_dup_keep_new(const struct device_id *old_client,
 	    uint64_t old_established_ms, const struct device_id *new_client,
 	    uint64_t now_ms);
+/*
+ * After a device's connection closed having lasted `lasted_s` seconds:
+ * the pause before dialling it again. A connection shorter than
+ * NET_SHORT_CONN_S (a peer that drops us at once, an index we cannot
+ * store) is retried like a failed dial, the backoff doubling up to
+ * NET_DIAL_BACKOFF_MAX_MS, since each new connection sends whole indexes
+ * again; a longer one resets it.
+ */
+uint64_t net_redial_delay(uint64_t *backoff_ms, int64_t lasted_s);
 
 #endif /* SHOAL_NET_H */

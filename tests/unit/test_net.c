@@ -320,6 +320,31 @@ connect_cb(uv_connect_t *req, int status)
 	*out = status == 0 ? 1 : status;
 }
 
+/* Connections that end at once are retried ever more slowly; one that
+ * lasted starts over. */
+static void
+test_net_redial_delay(void **state)
+{
+	uint64_t	backoff = NET_DIAL_BACKOFF_MIN_MS;
+	uint64_t	want = NET_DIAL_BACKOFF_MIN_MS;
+	int		i;
+
+	(void)state;
+	for (i = 0; i < 10; i++) {
+		assert_int_equal(net_redial_delay(&backoff, 0), want);
+		want = want * 2 > NET_DIAL_BACKOFF_MAX_MS ?
+		    NET_DIAL_BACKOFF_MAX_MS : want * 2;
+	}
+	assert_int_equal(net_redial_delay(&backoff, NET_SHORT_CONN_S - 1),
+	    NET_DIAL_BACKOFF_MAX_MS);
+	assert_int_equal(net_redial_delay(&backoff, NET_SHORT_CONN_S),
+	    NET_DIAL_BACKOFF_MIN_MS);
+	assert_int_equal(backoff, NET_DIAL_BACKOFF_MIN_MS);
+	assert_int_equal(net_redial_delay(&backoff, 3), NET_DIAL_BACKOFF_MIN_MS);
+	assert_int_equal(net_redial_delay(&backoff, 3),
+	    2 * NET_DIAL_BACKOFF_MIN_MS);
+}
+
 static void
 test_net_listen_port0(void **state)
 {
@@ -673,6 +698,7 @@ main(void)
 		cmocka_unit_test(test_net_addr_format),
 		cmocka_unit_test(test_net_listen_fallback_rule),
 		cmocka_unit_test(test_net_dup_tiebreak),
+		cmocka_unit_test(test_net_redial_delay),
 		cmocka_unit_test_setup_teardown(test_net_listen_port0,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_net_listen_taken_port,
