@@ -270,7 +270,7 @@ config_space_parse(const char *s, struct config_space *out)
 	e = parse_decimal(s, 6, &ip, &fp);
 	if (e == NULL)
 		return SH_EPARSE;
-	while (*e == ' ')
+	while (e < s + n && *e == ' ')
 		e++;
 	for (i = 0; i < sizeof(space_units) / sizeof(space_units[0]); i++)
 		if (strlen(space_units[i].name) == (size_t)(s + n - e) &&

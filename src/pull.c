@@ -1589,6 +1589,10 @@ commit(struct job *j, bool kick)
 	p->prog.files_done++;
 	if (!r->deleted && r->type == RECORD_TYPE_FILE)
 		p->prog.bytes_done += (uint64_t)r->size;
+	/* Counted once the file is in place: a file retried over several
+	 * passes finds the same blocks in its temporary file each time. */
+	p->prog.bytes_reused += j->reused_bytes;
+	p->prog.blocks_reused += j->reused_blocks;
 	/* The file is in place (fsynced, renamed); its record joins the
 	 * next group commit. A crash before that is recovered by the next
 	 * pass, which finds the file already matching the global record. */
@@ -2090,8 +2094,6 @@ prep_done(uv_work_t *req, int status)
 		commit(j, true);
 		return;
 	}
-	p->prog.bytes_reused += j->reused_bytes;
-	p->prog.blocks_reused += j->reused_blocks;
 	for (i = 0; i < j->global->block_count; i++)
 		if (j->bstate[i] & BLK_DONE)
 			j->done_count++;

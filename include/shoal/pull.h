@@ -60,7 +60,8 @@ struct pull_progress {
 	uint64_t	versions_kept;	/* files moved to .stversions */
 	uint64_t	bytes_network;	/* block bytes received from peers */
 	uint64_t	bytes_local;	/* block bytes copied from local files */
-	uint64_t	bytes_reused;	/* block bytes found in temporary files */
+	uint64_t	bytes_reused;	/* block bytes found in temporary files
+					 * (of files put in place) */
 	uint64_t	bytes_direct;	/* block bytes written with O_DIRECT */
 	uint64_t	blocks_network;
 	uint64_t	blocks_local;

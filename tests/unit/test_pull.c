@@ -815,6 +815,40 @@ test_pull_no_source_keeps_temp(void **state)
 	assert_false(exists(f, "nowhere.bin"));
 }
 
+/* A temporary file's blocks count as reused once, when the file is in
+ * place, however many passes found them while the rest had no source. */
+static void
+test_pull_reused_counted_once(void **state)
+{
+	struct fx	*f = *state;
+	struct record	*r;
+	uint8_t		*data;
+	size_t		 len = 4 * BS;
+	int		 i;
+
+	data = xmalloc(len);
+	fill(data, len, 8);
+	write_file(f, ".syncthing.big.bin.tmp", data, 2 * BS);
+	r = remote_file(f, "big.bin", data, len, NULL, 1700000000, 0600);
+	remote_put(f, r);
+	record_free(r);
+	for (i = 0; i < 2; i++) {
+		assert_int_equal(run_pull(f), 0);
+		assert_int_equal(f->prog.files_no_source, 1);
+		assert_int_equal(f->prog.bytes_reused, 0);
+		assert_true(exists(f, ".syncthing.big.bin.tmp"));
+	}
+	/* Blocks 2 and 3 turn up in a local file. */
+	write_file(f, "other.bin", data + 2 * BS, 2 * BS);
+	scan(f);
+	assert_int_equal(run_pull(f), 0);
+	expect_file(f, "big.bin", data, len);
+	assert_int_equal(f->prog.bytes_reused, 2 * BS);
+	assert_int_equal(f->prog.blocks_reused, 2);
+	assert_int_equal(f->prog.blocks_local, 2);
+	free(data);
+}
+
 /* A newer remote version of e.txt whose blocks are in src.bin. */
 static void
 setup_update(struct fx *f, uint8_t *src, size_t len)
@@ -1772,6 +1806,8 @@ main(void)
 		    test_pull_fault_enospc_keeps_original, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_pull_waits_for_disk_space, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pull_reused_counted_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_pull_fault_fsync_keeps_original, setup, teardown),
 		cmocka_unit_test_setup_teardown(
