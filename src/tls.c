@@ -530,6 +530,20 @@ tls_config_set_fast_records(struct tls_config *cfg, bool on)
 }
 
 void
+tls_config_set_max_tls12(struct tls_config *cfg)
+{
+#if MBEDTLS_VERSION_NUMBER >= 0x03020000
+	mbedtls_ssl_conf_max_tls_version(&cfg->client,
+	    MBEDTLS_SSL_VERSION_TLS1_2);
+	mbedtls_ssl_conf_max_tls_version(&cfg->server,
+	    MBEDTLS_SSL_VERSION_TLS1_2);
+#else
+	/* conf_versions() allows nothing else. */
+	(void)cfg;
+#endif
+}
+
+void
 tls_config_free(struct tls_config *cfg)
 {
 	if (cfg == NULL)

@@ -99,6 +99,10 @@ void	tls_config_set_handshake_timeout(struct tls_config *cfg, uint64_t ms);
  * instead of mbedTLS (see tls.c). Off: mbedTLS keeps them, and the
  * AES-128-GCM suite is offered too. For sessions opened from now on. */
 void	tls_config_set_fast_records(struct tls_config *cfg, bool on);
+/* Offer TLS 1.2 at most, as a 1.2-only peer would (tests: an mbedTLS 3.x
+ * build otherwise settles on TLS 1.3 with itself; 2.x always is 1.2).
+ * For sessions opened from now on. */
+void	tls_config_set_max_tls12(struct tls_config *cfg);
 
 /* Lifecycle: sessions */
 /*

@@ -586,6 +586,43 @@ test_tls_transfer_8mib_both_ways(void **state)
 }
 
 /*
+ * A peer that speaks TLS 1.2 at most (Syncthing with old versions
+ * allowed, a 2.28 build of ours): an mbedTLS 3.x build must still agree on
+ * 1.2 with an ECDHE-ECDSA AEAD suite and move data both ways, in either
+ * role. On a 2.x build every session is 1.2 anyway.
+ */
+static void
+tls12_transfer(struct fixture *fx)
+{
+	transfer_both_ways(fx);
+	assert_string_equal(fx->cli.version, "TLSv1.2");
+	assert_string_equal(fx->srv.version, "TLSv1.2");
+	assert_non_null(strstr(fx->cli.suite, "ECDHE-ECDSA"));
+	assert_non_null(strstr(fx->cli.suite, "GCM"));
+	assert_fast_default(fx);
+}
+
+/* The server (cfg_a) speaks 1.2 at most. */
+static void
+test_tls_tls12_server(void **state)
+{
+	struct fixture	*fx = *state;
+
+	tls_config_set_max_tls12(fx->cfg_a);
+	tls12_transfer(fx);
+}
+
+/* The client (cfg_b) does. */
+static void
+test_tls_tls12_client(void **state)
+{
+	struct fixture	*fx = *state;
+
+	tls_config_set_max_tls12(fx->cfg_b);
+	tls12_transfer(fx);
+}
+
+/*
  * Fast records on one side only: the other keeps mbedTLS's own record
  * layer, so this checks byte-for-byte wire compatibility of ours with
  * mbedTLS's (keys, nonces, additional data, sequence numbers, the
@@ -1269,6 +1306,10 @@ main(int argc, char *argv[])
 		    test_tls_transfer_fast_server_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_tls_transfer_fast_client_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tls_tls12_server, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_tls_tls12_client, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_tls_transfer_read_dest,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(
