@@ -9,32 +9,7 @@
 # Needs root and tmpfs mounts; otherwise it skips (exit 77).
 . ./lib.sh
 
-mkdir -p "$T/fb"
-if [ "$(id -u)" != 0 ] || ! mount -t tmpfs -o size=4m,mode=0755 tmpfs "$T/fb" 2>/dev/null; then
-	echo "[$SCENARIO] skip: cannot mount a tmpfs (needs root)"
-	trap - EXIT
-	rm -rf "$T"
-	exit 77
-fi
-# The daemons go before the file system does.
-unmount_fb() { umount "$T/fb" 2>/dev/null || umount -l "$T/fb"; }
-fail() {
-	echo "[$SCENARIO] FAIL: $*" >&2
-	dump_logs >&2
-	stop_all
-	unmount_fb
-	echo "[$SCENARIO] kept $T (without the tmpfs)" >&2
-	trap - EXIT
-	exit 1
-}
-disk_exit() {
-	_rc=$?
-	stop_all
-	unmount_fb
-	(exit "$_rc")
-	on_exit
-}
-trap disk_exit EXIT
+tmpfs_or_skip "$T/fb" 4m
 
 init_node a
 init_node b

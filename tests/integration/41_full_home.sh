@@ -7,31 +7,7 @@
 # Needs root and tmpfs mounts; otherwise it skips (exit 77).
 . ./lib.sh
 
-mkdir -p "$T/b"
-if [ "$(id -u)" != 0 ] || ! mount -t tmpfs -o size=1m,mode=0755 tmpfs "$T/b" 2>/dev/null; then
-	echo "[$SCENARIO] skip: cannot mount a tmpfs (needs root)"
-	trap - EXIT
-	rm -rf "$T"
-	exit 77
-fi
-unmount_b() { umount "$T/b" 2>/dev/null || umount -l "$T/b"; }
-fail() {
-	echo "[$SCENARIO] FAIL: $*" >&2
-	dump_logs >&2
-	stop_all
-	unmount_b
-	echo "[$SCENARIO] kept $T (without the tmpfs)" >&2
-	trap - EXIT
-	exit 1
-}
-home_exit() {
-	_rc=$?
-	stop_all
-	unmount_b
-	(exit "$_rc")
-	on_exit
-}
-trap home_exit EXIT
+tmpfs_or_skip "$T/b" 1m
 
 init_node a
 init_node b

@@ -8,6 +8,7 @@ set -u
 MULT=${SHOAL_TEST_TIMEOUT_MULT:-1}
 T=$(mktemp -d /tmp/shoal-it.XXXXXX)
 NODES=""
+TMPFS_DIRS=""
 SCENARIO=$(basename "$0" .sh)
 
 log() { printf '[%s] %s\n' "$SCENARIO" "$*"; }
@@ -46,6 +47,26 @@ stop_all() {
 			rm -f "$_pidf"
 		fi
 	done
+	# File systems go once nothing uses them (lazily if still busy).
+	for _n in $TMPFS_DIRS; do
+		umount "$_n" 2>/dev/null || umount -l "$_n"
+	done
+	TMPFS_DIRS=""
+}
+
+# tmpfs_or_skip DIR SIZE: a tmpfs of SIZE (mode 0755) mounted on DIR
+# until the scenario ends; where mounting is not allowed (not root) the
+# scenario skips (exit 77).
+tmpfs_or_skip() {
+	mkdir -p "$1"
+	if [ "$(id -u)" != 0 ] ||
+	    ! mount -t tmpfs -o "size=$2,mode=0755" tmpfs "$1" 2>/dev/null; then
+		echo "[$SCENARIO] skip: cannot mount a tmpfs (needs root)"
+		trap - EXIT
+		rm -rf "$T"
+		exit 77
+	fi
+	TMPFS_DIRS="$TMPFS_DIRS $1"
 }
 
 on_exit() {
