@@ -655,6 +655,8 @@ struct folder_add_args {
 	enum config_versioning	 vers;
 	uint32_t		 rescan;
 	bool			 watch;
+	bool			 has_min_free;
+	struct config_space	 min_free;
 	const struct device_id	*shares;
 	size_t			 nshare;
 };
@@ -669,6 +671,8 @@ folder_add_edit(struct config *cfg, void *arg)
 	if (config_folder_add(cfg, a->id, a->path, a->type, a->vers,
 	    a->rescan, a->watch, err, sizeof(err)) != 0)
 		return fail("%s", err);
+	if (a->has_min_free)
+		config_folder_find(cfg, a->id)->min_disk_free = a->min_free;
 	for (i = 0; i < a->nshare; i++)
 		if (config_folder_share(cfg, a->id, &a->shares[i], err,
 		    sizeof(err)) != 0)
@@ -689,6 +693,7 @@ cmd_folder_add(struct cli *c, int argc, char **argv)
 		{ "versioning", required_argument, NULL, 'v' },
 		{ "rescan", required_argument, NULL, 'r' },
 		{ "no-watch", no_argument, NULL, 'W' },
+		{ "min-disk-free", required_argument, NULL, 'm' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct device_id	 shares[CLI_MAX_LIST];
@@ -701,9 +706,18 @@ cmd_folder_add(struct cli *c, int argc, char **argv)
 	bool			 watch = true;
 	int			 ch, r, rc;
 
+	memset(&a, 0, sizeof(a));
 	optind = 0;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (ch) {
+		case 'm':
+			if (config_space_parse(optarg, &a.min_free) != 0)
+				return usage_error("folder add", "bad "
+				    "--min-disk-free \"%s\" (want a percentage "
+				    "such as 1%% or a size such as \"2 GiB\")",
+				    optarg);
+			a.has_min_free = true;
+			break;
 		case 't':
 			if (config_folder_type_parse(optarg, &type) != 0)
 				return usage_error("folder add", "bad --type \"%s\" "
@@ -1534,8 +1548,8 @@ static const struct cli_cmd folder_cmds[] = {
 	  "shoal folder add FOLDER_ID PATH [--type sendreceive|sendonly|"
 	  "receiveonly]\n           [--share DEVICE_ID]... [--versioning none|"
 	  "trashcan|simple|staggered]\n           [--rescan SECONDS] "
-	  "[--no-watch]\n  Add a folder; PATH and its .stfolder marker are "
-	  "created if missing." },
+	  "[--no-watch] [--min-disk-free 1%|SIZE]\n  Add a folder; PATH and "
+	  "its .stfolder marker are created if missing." },
 	{ "share", cmd_folder_share,
 	  "shoal folder share FOLDER_ID DEVICE_ID\n  Share a folder with a "
 	  "configured device." },

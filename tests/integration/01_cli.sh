@@ -32,6 +32,7 @@ check_usage device add
 check_usage folder add bad/id /tmp/x
 check_usage folder add f1 /tmp/x --type sideways
 check_usage folder add f1 /tmp/x --rescan -5
+check_usage folder add f1 /tmp/x --min-disk-free 150%
 check_usage device
 
 # Commands before init fail with a clear message and status 1.
@@ -77,11 +78,12 @@ bad=$(printf '%s' "$bid" | sed "s/.\$/$other/")
 grep -qi 'check character' "$T/err" || fail "bad check char message: $(cat "$T/err")"
 
 # Folders: add (path and marker created), share, list, remove.
-sh_node a folder add docs "$T/docs" --type sendonly --share "$bid" --rescan 60 --no-watch ||
-    fail "folder add"
+sh_node a folder add docs "$T/docs" --type sendonly --share "$bid" --rescan 60 --no-watch \
+    --min-disk-free "2.5 GiB" || fail "folder add"
 [ -d "$T/docs/.stfolder" ] || fail "folder add did not create the marker"
 sh_node a folder list --json | jq -e --arg id "$bid" '.[0] | .id == "docs" and
     .type == "sendonly" and .rescan == 60 and .watch == false and
+    .min_disk_free == "2560 MiB" and
     .shared_with == [$id]' >/dev/null || fail "folder list: $(sh_node a folder list --json)"
 sh_node a folder add docs "$T/docs2" 2>/dev/null && fail "duplicate folder add succeeded"
 sh_node a device remove "$bid" || fail "device remove"
