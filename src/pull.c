@@ -617,7 +617,8 @@ open_direct(struct job *j)
  * not hold yet) leave less free space than min_disk_free keeps? Then
  * SH_ESPACE: the file waits for space while smaller ones may still fit,
  * and a temporary file left empty goes again. Space that cannot be
- * measured does not stop the pull (a full disk still fails the writes).
+ * measured (or a file system that reports a size of 0) does not stop the
+ * pull (a full disk still fails the writes).
  */
 static int
 check_space(struct job *j, const struct stat *tst)
@@ -628,8 +629,9 @@ check_space(struct job *j, const struct stat *tst)
 
 	if (min->ppm == 0 && min->bytes == 0)
 		return 0;
+	/* Some FUSE and virtual file systems report no size at all. */
 	rc = util_disk_space(j->tmpfd, &avail, &total);
-	if (rc != 0)
+	if (rc != 0 || total == 0)
 		return 0;
 	j->space_need = size > j->reused_bytes ? size - j->reused_bytes : 0;
 	j->space_keep = config_space_bytes(min, total);

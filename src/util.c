@@ -354,6 +354,7 @@ util_fmt_bytes(uint64_t n, char buf[UTIL_BYTES_STR_SIZE])
 static _Atomic int fault_nth[UTIL_FAULT_KIND_COUNT];
 static _Atomic int fault_err[UTIL_FAULT_KIND_COUNT];
 static _Atomic uint64_t fault_avail, fault_total;
+static _Atomic bool fault_space;
 
 void
 util_fault_set(enum util_fault_kind kind, int nth, int err)
@@ -367,6 +368,7 @@ util_fault_space(uint64_t avail, uint64_t total)
 {
 	fault_avail = avail;
 	fault_total = total;
+	fault_space = true;
 }
 
 void
@@ -378,7 +380,7 @@ util_fault_clear(void)
 		fault_nth[i] = 0;
 		fault_err[i] = 0;
 	}
-	util_fault_space(0, 0);
+	fault_space = false;
 }
 
 int
@@ -386,7 +388,7 @@ util_disk_space(int fd, uint64_t *avail, uint64_t *total)
 {
 	struct statvfs	sv;
 
-	if (fault_total > 0) {
+	if (fault_space) {
 		*avail = fault_avail;
 		*total = fault_total;
 		return 0;
