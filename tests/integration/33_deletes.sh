@@ -55,5 +55,5 @@ printf new >"$T/fa/while-away"
 rm "$T/fa/keep"
 rm -rf "$T/fb/d2"	# let the trees match again
 start_node b
-wait_until 60 synced a "$T/fa" b "$T/fb" f || fail "offline catch-up"
+wait_until 60 synced a "$T/fa" b "$T/fb" f || fail "offline catch-up: a=$(status a) b=$(status b)"
 log "passed"
