@@ -421,6 +421,7 @@ folder_json(struct daemon *d, struct folder *f)
 	struct db_global_counts		 gc;
 	json_t				*o, *scan, *peers;
 	char				*full_msg = NULL;
+	uint64_t			 ign_items, ign_bytes;
 	bool				 idle, counted, all_sent = true;
 
 	folder_get_status(f, &st);
@@ -429,6 +430,13 @@ folder_json(struct daemon *d, struct folder *f)
 	counted = db_global_counts_cached(d->db, folder_idx(f), &gc) == 0;
 	if (!counted)
 		memset(&gc, 0, sizeof(gc));
+	/* Ignored names are needed in the index's eyes, never pulled. */
+	if (counted && folder_ignored_need(f, &ign_items, &ign_bytes)) {
+		gc.need_items -= ign_items < gc.need_items ? ign_items :
+		    gc.need_items;
+		gc.need_bytes -= ign_bytes < gc.need_bytes ? ign_bytes :
+		    gc.need_bytes;
+	}
 	idle = (st.state == FOLDER_STATE_IDLE) && all_sent && counted &&
 	    gc.need_items == 0;
 	/* A full index disk stalls every folder; each says so (unless it

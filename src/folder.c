@@ -86,6 +86,12 @@ struct folder {
 
 	enum folder_state	 state;
 	char			*error;		/* owned; NULL if none */
+	/* Needed names the last complete pull pass left alone as ignored,
+	 * valid while the folder's db generation is still ign_gen. */
+	bool			 ign_valid;
+	uint64_t		 ign_gen;
+	uint64_t		 ign_items;
+	uint64_t		 ign_bytes;
 	char			*space_msg;	/* owned; why the last pass left
 						 * files for lack of disk space,
 						 * or NULL */
@@ -639,6 +645,12 @@ pull_done(struct pull *p, int status, void *arg)
 	if (f->last_pull.versions_kept > 0)
 		start_clean(f);
 	note_space(f, status);
+	/* A pass that saw the whole need list counted the ignored names in
+	 * it; the index does not know the patterns (folder_ignored_need). */
+	f->ign_valid = status == 0 && !f->last_pull.incomplete;
+	f->ign_gen = db_folder_gen(f->db, f->idx);
+	f->ign_items = f->last_pull.ignored_need;
+	f->ign_bytes = f->last_pull.ignored_need_bytes;
 	if (status == 0) {
 		f->pulls_completed++;
 		if (f->last_pull.incomplete)
@@ -911,6 +923,16 @@ const struct config_folder *
 folder_config(const struct folder *f)
 {
 	return &f->cfg;
+}
+
+bool
+folder_ignored_need(struct folder *f, uint64_t *items, uint64_t *bytes)
+{
+	if (!f->ign_valid || db_folder_gen(f->db, f->idx) != f->ign_gen)
+		return false;
+	*items = f->ign_items;
+	*bytes = f->ign_bytes;
+	return true;
 }
 
 void

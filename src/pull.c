@@ -2219,6 +2219,9 @@ job_start(struct pull *p, const char *name)
 	if ((j->local != NULL &&
 	    (j->local->local_flags & RECORD_LOCAL_IGNORED)) ||
 	    ignore_match(p->p.ignore, name) != IGNORE_NO) {
+		p->prog.ignored_need++;
+		if (!g->deleted)
+			p->prog.ignored_need_bytes += (uint64_t)g->size;
 		job_end(j, 0, false);
 		return false;
 	}

@@ -107,6 +107,15 @@ int	folder_revert(struct folder *f, size_t *count, size_t *kept)
 const char *folder_id(const struct folder *f);
 int64_t	folder_idx(const struct folder *f);
 const struct config_folder *folder_config(const struct folder *f);
+/*
+ * Needed names that this folder leaves alone because they are ignored
+ * here: the index counts them as needed, but they never will be pulled.
+ * True (with their count and the bytes of those that are not deletions)
+ * while the last complete pull pass's count still describes the index;
+ * false when it may not (then the need counts are the index's own).
+ */
+bool	folder_ignored_need(struct folder *f, uint64_t *items,
+	    uint64_t *bytes);
 void	folder_get_status(struct folder *f, struct folder_status *out);
 const char *folder_state_name(enum folder_state s);
 

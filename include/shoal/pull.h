@@ -69,6 +69,11 @@ struct pull_progress {
 	/* Files skipped because writing them would leave less free space
 	 * than min_disk_free (counted in files_failed too), and for the
 	 * largest of them: bytes still to write, bytes free, bytes kept. */
+	/* Needed names left alone because they are ignored here (by a
+	 * pattern, or a local record flagged ignored), and the bytes of
+	 * those that are not deletions: the index counts them as needed. */
+	uint64_t	ignored_need;
+	uint64_t	ignored_need_bytes;
 	uint64_t	files_no_source; /* of files_failed: no connected device
 					  * had the blocks */
 	uint64_t	files_no_space;

@@ -37,6 +37,7 @@
 #include "shoal/hash.h"
 #include "shoal/identity.h"
 #include "shoal/model.h"
+#include "shoal/ignore.h"
 #include "shoal/pull.h"
 #include "shoal/record.h"
 #include "shoal/scan.h"
@@ -56,6 +57,7 @@ struct fx {
 	int		 max_conflicts;	/* for the passes; setup: 10 */
 	enum config_versioning versioning; /* for the passes; setup: none */
 	struct config_space min_disk_free; /* for the passes; setup: none */
+	struct ignore	*ignore;	/* for the passes; setup: none */
 	int64_t		 rseq;
 	/* Results of the last pass. */
 	bool		 done;
@@ -464,6 +466,7 @@ pull_params_for(struct fx *f, uv_loop_t *loop, struct pull_params *pp)
 	pp->max_conflicts = f->max_conflicts;
 	pp->versioning = f->versioning;
 	pp->min_disk_free = f->min_disk_free;
+	pp->ignore = f->ignore;
 	pp->short_id = f->me;
 	pp->on_done = on_done;
 	pp->arg = f;
@@ -813,6 +816,38 @@ test_pull_no_source_keeps_temp(void **state)
 	assert_int_equal(f->prog.files_failed, 1);
 	assert_int_equal(f->prog.files_no_source, 1);
 	assert_false(exists(f, "nowhere.bin"));
+}
+
+/* Needed names that are ignored here are left alone and counted, so that
+ * the folder can tell the index's need from what will really come. */
+static void
+test_pull_counts_ignored_need(void **state)
+{
+	struct fx	*f = *state;
+	struct record	*r;
+	uint8_t		 data[700];
+	char		 err[256];
+
+	fill(data, sizeof(data), 9);
+	r = remote_file(f, "x.log", data, sizeof(data), NULL, 1700000000,
+	    0644);
+	remote_put(f, r);
+	record_free(r);
+	r = remote_file(f, "x.txt", data, sizeof(data), NULL, 1700000000,
+	    0644);
+	remote_put(f, r);
+	record_free(r);
+	assert_int_equal(ignore_parse("*.log\n", 6, ".stignore", NULL,
+	    &f->ignore, err, sizeof(err)), 0);
+	/* x.txt has no source (no peer): it fails, x.log is not tried. */
+	assert_int_equal(run_pull(f), 0);
+	assert_int_equal(f->prog.ignored_need, 1);
+	assert_int_equal(f->prog.ignored_need_bytes, sizeof(data));
+	assert_int_equal(f->prog.files_failed, 1);
+	assert_int_equal(f->prog.files_no_source, 1);
+	assert_false(exists(f, "x.log"));
+	ignore_free(f->ignore);
+	f->ignore = NULL;
 }
 
 /* A temporary file's blocks count as reused once, when the file is in
@@ -1821,6 +1856,8 @@ main(void)
 		    test_pull_waits_for_disk_space, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_pull_reused_counted_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pull_counts_ignored_need, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_pull_fault_fsync_keeps_original, setup, teardown),
 		cmocka_unit_test_setup_teardown(

@@ -1,0 +1,41 @@
+# SPDX-License-Identifier: MIT
+# A node that ignores names another node has is in sync all the same: the
+# index counts those names as needed (it does not know the patterns), the
+# puller never pulls them, and the status must not wait for them, also
+# after the other node changes them. Once the pattern goes, they come.
+. ./lib.sh
+
+init_node a
+init_node b
+sh_node a folder add f "$T/fa" || fail "folder add"
+sh_node b folder add f "$T/fb" || fail "folder add"
+printf '*.log\n' >"$T/fb/.stignore"
+printf keep >"$T/fa/keep.txt"
+printf log >"$T/fa/x.log"
+mkdir "$T/fa/logs"
+printf more >"$T/fa/logs/y.log"
+start_node a
+start_node b
+connect_pair a b f
+
+ignored_in_sync() {
+	[ -f "$T/fb/keep.txt" ] && [ -d "$T/fb/logs" ] && in_sync a f &&
+	    in_sync b f
+}
+wait_until 30 ignored_in_sync || fail "not in sync with ignored names: b=$(status b)"
+expect_eq "need" "$(folder_field b f need_bytes)" "0"
+[ ! -e "$T/fb/x.log" ] && [ ! -e "$T/fb/logs/y.log" ] || fail "an ignored name was pulled"
+
+# The other node changes and deletes ignored names: still in sync.
+printf 'log, longer' >"$T/fa/x.log"
+rm "$T/fa/logs/y.log"
+printf new >"$T/fa/new.txt"
+after_change() { [ -f "$T/fb/new.txt" ] && in_sync a f && in_sync b f; }
+wait_until 30 after_change || fail "not in sync after remote changes to ignored names: b=$(status b)"
+[ ! -e "$T/fb/x.log" ] || fail "an ignored name was pulled"
+
+# Without the pattern the name is pulled like any other.
+rm "$T/fb/.stignore"
+wait_until 30 synced a "$T/fa" b "$T/fb" f || fail "not pulled once no longer ignored: b=$(status b)"
+expect_eq "content" "$(cat "$T/fb/x.log")" "log, longer"
+log "passed"
