@@ -319,6 +319,8 @@ load_ignore(struct folder *f)
 		watch_set_ignore(f->watch, ig);
 	ignore_free(f->ignore);
 	f->ignore = ig;
+	/* Other patterns, other ignored names: the next pass counts them. */
+	f->ign_valid = false;
 	return 0;
 }
 
