@@ -195,16 +195,18 @@ config_versioning_name(enum config_versioning v)
 
 /* Disk space (config_space_parse) */
 
+/* Units as config_space_format writes them, largest first; any case
+ * reads, and so do "", K, M, G and T (short is the decimal unit). */
 static const struct {
 	const char	*name;
+	const char	*short_name;
 	uint64_t	 mult;
 } space_units[] = {
-	{ "", 1 }, { "b", 1 },
-	{ "k", 1000 }, { "kb", 1000 }, { "m", 1000000 }, { "mb", 1000000 },
-	{ "g", 1000000000 }, { "gb", 1000000000 },
-	{ "t", 1000000000000 }, { "tb", 1000000000000 },
-	{ "kib", 1ull << 10 }, { "mib", 1ull << 20 }, { "gib", 1ull << 30 },
-	{ "tib", 1ull << 40 },
+	{ "TiB", NULL, 1ull << 40 }, { "TB", "T", 1000000000000 },
+	{ "GiB", NULL, 1ull << 30 }, { "GB", "G", 1000000000 },
+	{ "MiB", NULL, 1ull << 20 }, { "MB", "M", 1000000 },
+	{ "KiB", NULL, 1ull << 10 }, { "kB", "K", 1000 },
+	{ "B", "", 1 },
 };
 
 /* Largest size accepted: far above any disk, far below overflow. */
@@ -242,6 +244,14 @@ parse_decimal(const char *s, unsigned maxfrac, uint64_t *ip, uint64_t *fp)
 	return s;
 }
 
+/* Are the `len` bytes at `s` the unit `name` (any case)? */
+static bool
+unit_is(const char *s, size_t len, const char *name)
+{
+	return name != NULL && strlen(name) == len &&
+	    strncasecmp(s, name, len) == 0;
+}
+
 int
 config_space_parse(const char *s, struct config_space *out)
 {
@@ -273,9 +283,8 @@ config_space_parse(const char *s, struct config_space *out)
 	while (e < s + n && *e == ' ')
 		e++;
 	for (i = 0; i < sizeof(space_units) / sizeof(space_units[0]); i++)
-		if (strlen(space_units[i].name) == (size_t)(s + n - e) &&
-		    strncasecmp(e, space_units[i].name, (size_t)(s + n - e)) ==
-		    0)
+		if (unit_is(e, (size_t)(s + n - e), space_units[i].name) ||
+		    unit_is(e, (size_t)(s + n - e), space_units[i].short_name))
 			mult = space_units[i].mult;
 	if (mult == 0 || ip > SPACE_MAX_BYTES / mult)
 		return SH_EPARSE;
@@ -291,15 +300,6 @@ void
 config_space_format(const struct config_space *sp,
     char buf[CONFIG_SPACE_STR_SIZE])
 {
-	static const struct {
-		const char	*name;
-		uint64_t	 mult;
-	} units[] = {
-		{ "TiB", 1ull << 40 }, { "TB", 1000000000000 },
-		{ "GiB", 1ull << 30 }, { "GB", 1000000000 },
-		{ "MiB", 1ull << 20 }, { "MB", 1000000 },
-		{ "KiB", 1ull << 10 }, { "kB", 1000 },
-	};
 	size_t	i, n;
 
 	if (sp->ppm > 0) {
@@ -312,16 +312,15 @@ config_space_format(const struct config_space *sp,
 		snprintf(buf + n, CONFIG_SPACE_STR_SIZE - n, "%%");
 		return;
 	}
-	for (i = 0; sp->bytes > 0 && i < sizeof(units) / sizeof(units[0]);
-	    i++)
-		if (sp->bytes % units[i].mult == 0) {
+	/* The largest unit that divides it; "B" divides anything. */
+	for (i = 0; sp->bytes > 0; i++)
+		if (sp->bytes % space_units[i].mult == 0) {
 			snprintf(buf, CONFIG_SPACE_STR_SIZE, "%llu %s",
-			    (unsigned long long)(sp->bytes / units[i].mult),
-			    units[i].name);
+			    (unsigned long long)(sp->bytes /
+			    space_units[i].mult), space_units[i].name);
 			return;
 		}
-	snprintf(buf, CONFIG_SPACE_STR_SIZE, sp->bytes > 0 ? "%llu B" : "%llu",
-	    (unsigned long long)sp->bytes);
+	snprintf(buf, CONFIG_SPACE_STR_SIZE, "0");
 }
 
 uint64_t
