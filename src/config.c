@@ -51,6 +51,7 @@ enum section {
 #define KEY_INTRODUCEDBY (1u << 13)
 #define KEY_SKIPREMOVALS (1u << 14)
 #define KEY_MINDISKFREE	(1u << 15)
+#define KEY_LOWPRIORITY	(1u << 16)
 
 /* A `share =` line, checked once all devices are known. */
 struct share_ref {
@@ -504,6 +505,7 @@ config_new(void)
 	c->api = xstrdup(CONFIG_DEFAULT_API);
 	c->announce_lan = true;
 	c->listen_lan = true;
+	c->low_priority = true;
 	return c;
 }
 
@@ -751,6 +753,7 @@ key_bit(const char *key)
 		{ "name", KEY_NAME }, { "listen", KEY_LISTEN },
 		{ "api", KEY_API }, { "announce_lan", KEY_ANNOUNCE },
 		{ "listen_lan", KEY_LISTENLAN }, { "introducer", KEY_INTRODUCER },
+		{ "low_priority", KEY_LOWPRIORITY },
 		{ "label", KEY_LABEL }, { "path", KEY_PATH },
 		{ "type", KEY_TYPE }, { "versioning", KEY_VERSIONING },
 		{ "rescan", KEY_RESCAN }, { "watch", KEY_WATCH },
@@ -806,16 +809,17 @@ parse_options_key(struct parser *p, const char *key, char *v)
 		free(c->api);
 		c->api = xstrdup(v);
 	} else if (strcmp(key, "announce_lan") == 0 ||
-	    strcmp(key, "listen_lan") == 0) {
-		bool announce = key[0] == 'a';
-
+	    strcmp(key, "listen_lan") == 0 ||
+	    strcmp(key, "low_priority") == 0) {
 		if (!parse_bool(v, &b))
 			return perr(p, "%s: bad boolean \"%s\" (want true or "
 			    "false)", key, qv(v, qbuf));
-		if (announce)
+		if (key[0] == 'a')
 			c->announce_lan = b;
-		else
+		else if (key[1] == 'i')
 			c->listen_lan = b;
+		else
+			c->low_priority = b;
 	} else
 		return perr(p, "unknown key \"%s\" in [options]",
 		    qv(key, qbuf));
@@ -1235,9 +1239,11 @@ config_format(const struct config *c)
 	fmt_value(&o, "name", c->name);
 	fmt_value(&o, "listen", c->listen);
 	fmt_value(&o, "api", c->api);
-	fmt_printf(&o, "announce_lan = %s\nlisten_lan = %s\n",
+	fmt_printf(&o, "announce_lan = %s\nlisten_lan = %s\n"
+	    "low_priority = %s\n",
 	    c->announce_lan ? "true" : "false",
-	    c->listen_lan ? "true" : "false");
+	    c->listen_lan ? "true" : "false",
+	    c->low_priority ? "true" : "false");
 	for (i = 0; i < c->device_count; i++) {
 		d = &c->devices[i];
 		identity_id_format(&d->id, id);

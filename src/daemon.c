@@ -211,6 +211,25 @@ apply_folders(struct daemon *d)
 	}
 }
 
+/*
+ * low_priority: SCHED_BATCH tells the kernel these threads want throughput,
+ * not wake-up latency, so a pool thread the loop wakes queues behind the
+ * loop instead of preempting it (a user's programs still preempt us when
+ * they wake). Measured on 2 cores, two nodes syncing 1 GiB: about
+ * 4 % faster. A failure only costs that, so it is logged and ignored.
+ */
+static void
+apply_priority(bool on)
+{
+	int	rc;
+
+	rc = util_sched_batch(on);
+	if (rc != 0)
+		LOG_WARN("daemon", "cannot set the scheduling policy to %s: %s",
+		    on ? "SCHED_BATCH (low_priority)" : "SCHED_OTHER",
+		    sh_strerror(rc));
+}
+
 static void	start_discovery(struct daemon *d);
 static void	swap_api(struct daemon *d, const char *addr);
 
@@ -229,6 +248,8 @@ reload_config(struct daemon *d, char *err, size_t err_size)
 	}
 	if (strcmp(cfg->api, d->cfg->api) != 0)
 		swap_api(d, cfg->api);
+	if (cfg->low_priority != d->cfg->low_priority)
+		apply_priority(cfg->low_priority);
 	relisten = strcmp(cfg->listen, d->cfg->listen) != 0 ||
 	    cfg->announce_lan != d->cfg->announce_lan ||
 	    cfg->listen_lan != d->cfg->listen_lan;
@@ -987,6 +1008,8 @@ daemon_run(const char *home)
 		LOG_ERROR("config", "%s", err);
 		goto out;
 	}
+	if (d.cfg->low_priority)
+		apply_priority(true);
 	db_path = util_path_join(home, DB_FILE);
 	rc = db_open(db_path, &d.db);
 	if (rc != 0) {

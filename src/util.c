@@ -12,6 +12,8 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <limits.h>
+#include <dirent.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -398,6 +400,56 @@ util_disk_space(int fd, uint64_t *avail, uint64_t *total)
 	*avail = (uint64_t)sv.f_bavail * sv.f_frsize;
 	*total = (uint64_t)sv.f_blocks * sv.f_frsize;
 	return 0;
+}
+
+/* One thread from policy `from` to `to`; any other policy is left. */
+static int
+sched_move(pid_t tid, int from, int to)
+{
+	const struct sched_param sp = { .sched_priority = 0 };
+	int	cur;
+
+	cur = sched_getscheduler(tid);
+	if (cur < 0)
+		return -errno;
+	if ((cur & ~SCHED_RESET_ON_FORK) != from)
+		return 0;
+	if (sched_setscheduler(tid, to | (cur & SCHED_RESET_ON_FORK),
+	    &sp) != 0)
+		return -errno;
+	return 0;
+}
+
+int
+util_sched_batch(bool on)
+{
+	struct dirent	*e;
+	DIR		*dir;
+	char		*end;
+	long		 tid;
+	int		 from = on ? SCHED_OTHER : SCHED_BATCH;
+	int		 to = on ? SCHED_BATCH : SCHED_OTHER, rc, r;
+
+	/* This thread first: threads it makes while the rest are listed
+	 * inherit the new policy. */
+	rc = sched_move(0, from, to);
+	dir = opendir("/proc/self/task");
+	if (dir == NULL)
+		return rc;	/* no /proc: later threads still inherit */
+	while ((e = readdir(dir)) != NULL) {
+		errno = 0;
+		tid = strtol(e->d_name, &end, 10);
+		if (e->d_name[0] < '0' || e->d_name[0] > '9' || *end != '\0' ||
+		    errno != 0 || tid <= 0 || tid > INT_MAX)
+			continue;
+		r = sched_move((pid_t)tid, from, to);
+		/* A thread that ended meanwhile is no error. */
+		if (r != 0 && r != -ESRCH && rc == 0)
+			rc = r;
+	}
+	if (closedir(dir) != 0 && rc == 0)
+		rc = -errno;
+	return rc;
 }
 
 /* Returns the injected -errno for this call, or 0. */

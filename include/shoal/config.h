@@ -98,6 +98,7 @@ struct config {
 	char			*api;		/* owned; 127.0.0.1:PORT */
 	bool			 announce_lan;	/* local discovery: send */
 	bool			 listen_lan;	/* local discovery: receive */
+	bool			 low_priority;	/* threads under SCHED_BATCH */
 	struct config_device	*devices;	/* owned array */
 	size_t			 device_count;
 	struct config_folder	*folders;	/* owned array */

@@ -193,6 +193,14 @@ void	util_fault_clear(void);
  * the file system that holds `fd`. 0 or -errno. */
 int	util_disk_space(int fd, uint64_t *avail, uint64_t *total)
 	    SH_MUST_CHECK;
+/*
+ * Every thread of this process to SCHED_BATCH (on) or back to SCHED_OTHER
+ * (off); threads made later inherit it from the thread that makes them
+ * (libuv's pool threads: from the loop). Only threads under the policy
+ * being left change: one started under SCHED_IDLE or a real-time policy
+ * (chrt, systemd's CPUSchedulingPolicy=) keeps it. 0 or the first -errno.
+ */
+int	util_sched_batch(bool on) SH_MUST_CHECK;
 /* Write all of buf (retrying short writes and EINTR). 0 or -errno. */
 int	util_write_all(int fd, const void *buf, size_t len) SH_MUST_CHECK;
 int	util_pwrite_all(int fd, const void *buf, size_t len, off_t off)

@@ -9,6 +9,20 @@ start_node a
 
 sh_node a folder add g "$T/g" --no-watch || fail "folder add"
 wait_until 2 jqs a '.folders | map(.id) == ["g"]' || fail "folder not applied within 2 s"
+
+# low_priority (on by default): every thread of the daemon, the pool's
+# too, runs under SCHED_BATCH (policy 3, field 41 of /proc/PID/task/TID/
+# stat); a reload switches them all to SCHED_OTHER (0) and back.
+policies() { awk '{print $41}' /proc/"$(cat "$T/a.pid")"/task/*/stat | sort -u | tr '\n' ' '; }
+policy_is() { [ "$(policies)" = "$1 " ]; }
+threads() { ls /proc/"$(cat "$T/a.pid")"/task | wc -l; }
+[ "$(threads)" -gt 1 ] || fail "no threads besides the loop: $(threads)"
+expect_eq "policy of every thread" "$(policies)" "3 "
+sed -i 's|^low_priority = true$|low_priority = false|' "$T/a/config"
+wait_until 5 policy_is 0 || fail "low_priority = false not applied: $(policies)"
+sed -i 's|^low_priority = false$|low_priority = true|' "$T/a/config"
+wait_until 5 policy_is 3 || fail "low_priority = true not applied: $(policies)"
+
 sh_node a device add "$(node_id b)" --name bee --address tcp://127.0.0.1:1 || fail "device add"
 wait_until 2 jqs a '.peers | length == 1 and .[0].name == "bee"' || fail "device not applied within 2 s"
 

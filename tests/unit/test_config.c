@@ -33,6 +33,7 @@ static const char full_text[] =
     "api = 127.0.0.1:8385\n"
     "announce_lan = true\n"
     "listen_lan = no\n"
+    "low_priority = 0\n"
     "\n"
     "[device " ID1 "]\n"
     "name = desktop\n"
@@ -105,6 +106,7 @@ test_config_defaults(void **state)
 	assert_string_equal(c->api, "127.0.0.1:8385");
 	assert_true(c->announce_lan);
 	assert_true(c->listen_lan);
+	assert_true(c->low_priority);
 	assert_int_equal(c->device_count, 0);
 	assert_int_equal(c->folder_count, 0);
 	assert_round_trip(c);
@@ -204,6 +206,7 @@ test_config_round_trip(void **state)
 	assert_string_equal(c->name, "laptop");
 	assert_true(c->announce_lan);
 	assert_false(c->listen_lan);
+	assert_false(c->low_priority);
 	assert_int_equal(c->device_count, 2);
 	assert_true(identity_id_equal(&c->devices[0].id, &id1));
 	assert_string_equal(c->devices[0].name, "desktop");
@@ -384,6 +387,10 @@ static const struct err_case err_cases[] = {
 	  "config:1: bad device ID \"P56IOI7-MZJNU2Y\": " },
 	{ "[options]\nname = a\nname = b\n",
 	  "config:3: duplicate key \"name\"" },
+	{ "[options]\nlow_priority = true\nlow_priority = false\n",
+	  "config:3: duplicate key \"low_priority\"" },
+	{ "[options]\nlow_priority = 2\n",
+	  "config:2: low_priority: bad boolean \"2\" (want true or false)" },
 	{ "[folder a]\npath = /a\npath = /b\n",
 	  "config:3: folder \"a\": duplicate key \"path\"" },
 	{ "[options]\njust some words\n",

@@ -14,6 +14,9 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <grp.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -427,6 +430,90 @@ test_util_quote(void **state)
 	assert_non_null(strstr(buf, "..."));
 }
 
+/* A thread that reports its id and waits until told to end. */
+struct sched_peer {
+	pthread_mutex_t	mu;
+	pthread_cond_t	cv;
+	pid_t		tid;
+	bool		done;
+};
+
+static void *
+sched_peer_main(void *arg)
+{
+	struct sched_peer *sp = arg;
+
+	pthread_mutex_lock(&sp->mu);
+	sp->tid = (pid_t)syscall(SYS_gettid);
+	pthread_cond_broadcast(&sp->cv);
+	while (!sp->done)
+		pthread_cond_wait(&sp->cv, &sp->mu);
+	pthread_mutex_unlock(&sp->mu);
+	return NULL;
+}
+
+static void
+sched_peer_start(struct sched_peer *sp, pthread_t *t)
+{
+	memset(sp, 0, sizeof(*sp));
+	assert_int_equal(pthread_mutex_init(&sp->mu, NULL), 0);
+	assert_int_equal(pthread_cond_init(&sp->cv, NULL), 0);
+	assert_int_equal(pthread_create(t, NULL, sched_peer_main, sp), 0);
+	pthread_mutex_lock(&sp->mu);
+	while (sp->tid == 0)
+		pthread_cond_wait(&sp->cv, &sp->mu);
+	pthread_mutex_unlock(&sp->mu);
+}
+
+static void
+sched_peer_stop(struct sched_peer *sp, pthread_t t)
+{
+	pthread_mutex_lock(&sp->mu);
+	sp->done = true;
+	pthread_cond_broadcast(&sp->cv);
+	pthread_mutex_unlock(&sp->mu);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	pthread_cond_destroy(&sp->cv);
+	pthread_mutex_destroy(&sp->mu);
+}
+
+/* low_priority: threads already running switch too, threads made later
+ * inherit, and a thread the user put under SCHED_IDLE keeps it. */
+static void
+test_util_sched_batch(void **state)
+{
+	const struct sched_param zero = { .sched_priority = 0 };
+	struct sched_peer	 old, idle, young;
+	pthread_t		 to, ti, ty;
+
+	(void)state;
+	if (sched_getscheduler(0) != SCHED_OTHER)
+		skip();	/* run under chrt: nothing to switch from */
+	sched_peer_start(&old, &to);
+	sched_peer_start(&idle, &ti);
+	assert_int_equal(sched_setscheduler(idle.tid, SCHED_IDLE, &zero), 0);
+
+	assert_int_equal(util_sched_batch(true), 0);
+	assert_int_equal(sched_getscheduler(0), SCHED_BATCH);
+	assert_int_equal(sched_getscheduler(old.tid), SCHED_BATCH);
+	assert_int_equal(sched_getscheduler(idle.tid), SCHED_IDLE);
+	sched_peer_start(&young, &ty);
+	assert_int_equal(sched_getscheduler(young.tid), SCHED_BATCH);
+	/* Twice is harmless. */
+	assert_int_equal(util_sched_batch(true), 0);
+	assert_int_equal(sched_getscheduler(old.tid), SCHED_BATCH);
+
+	assert_int_equal(util_sched_batch(false), 0);
+	assert_int_equal(sched_getscheduler(0), SCHED_OTHER);
+	assert_int_equal(sched_getscheduler(old.tid), SCHED_OTHER);
+	assert_int_equal(sched_getscheduler(young.tid), SCHED_OTHER);
+	assert_int_equal(sched_getscheduler(idle.tid), SCHED_IDLE);
+
+	sched_peer_stop(&old, to);
+	sched_peer_stop(&idle, ti);
+	sched_peer_stop(&young, ty);
+}
+
 static void
 test_util_err_names(void **state)
 {
@@ -614,6 +701,7 @@ main(void)
 		cmocka_unit_test(test_util_hex),
 		cmocka_unit_test(test_util_quote),
 		cmocka_unit_test(test_util_err_names),
+		cmocka_unit_test(test_util_sched_batch),
 	};
 
 	return cmocka_run_group_tests_name("util", tests, NULL, NULL);
