@@ -402,6 +402,7 @@ util_disk_space(int fd, uint64_t *avail, uint64_t *total)
 	return 0;
 }
 
+#if defined(SCHED_BATCH) && defined(SCHED_RESET_ON_FORK)
 /* One thread from policy `from` to `to`; any other policy is left. */
 static int
 sched_move(pid_t tid, int from, int to)
@@ -451,6 +452,13 @@ util_sched_batch(bool on)
 		rc = -errno;
 	return rc;
 }
+#else
+int
+util_sched_batch(bool on)
+{
+	return on ? -ENOTSUP : 0;	/* not Linux: nothing to switch */
+}
+#endif
 
 /* Returns the injected -errno for this call, or 0. */
 static int
