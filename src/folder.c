@@ -588,6 +588,7 @@ note_space(struct folder *f, int status)
 	const struct pull_progress *pr = &f->last_pull;
 	char	need[UTIL_BYTES_STR_SIZE], avail[UTIL_BYTES_STR_SIZE];
 	char	keep[UTIL_BYTES_STR_SIZE], min[CONFIG_SPACE_STR_SIZE];
+	char	prom[UTIL_BYTES_STR_SIZE], others[UTIL_BYTES_STR_SIZE + 48];
 	char	*msg;
 
 	if (pr->files_no_space == 0) {
@@ -600,13 +601,17 @@ note_space(struct folder *f, int status)
 		return;
 	}
 	config_space_format(&f->cfg.min_disk_free, min);
+	others[0] = '\0';
+	if (pr->space_promised > 0)
+		(void)snprintf(others, sizeof(others), " (%s of it for files "
+		    "being pulled)", util_fmt_bytes(pr->space_promised, prom));
 	msg = xasprintf("folder \"%s\": %llu file%s wait%s for disk space: "
-	    "the largest needs %s more, %s is free and min_disk_free keeps "
+	    "the largest needs %s more, %s is free%s and min_disk_free keeps "
 	    "%s (%s)", f->cfg.id, (unsigned long long)pr->files_no_space,
 	    pr->files_no_space == 1 ? "" : "s",
 	    pr->files_no_space == 1 ? "s" : "",
 	    util_fmt_bytes(pr->space_need, need),
-	    util_fmt_bytes(pr->space_avail, avail),
+	    util_fmt_bytes(pr->space_avail, avail), others,
 	    util_fmt_bytes(pr->space_keep, keep), min);
 	if (f->space_msg == NULL)
 		LOG_WARN("folder", "%s", msg);

@@ -121,6 +121,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,7 +228,9 @@ struct job {
 	uint64_t	 reused_blocks;
 	uint64_t	 space_need;	/* SH_ESPACE: bytes still to write, */
 	uint64_t	 space_avail;	/* bytes free, */
+	uint64_t	 space_others;	/* of them promised to other files, */
 	uint64_t	 space_keep;	/* and bytes min_disk_free keeps */
+	uint64_t	 space_promise;	/* its part of p->space_promised */
 
 	/* Blocks (file jobs, loop thread). */
 	uint8_t		*bstate;	/* owned; BLK_* per block */
@@ -299,6 +302,9 @@ struct pull {
 	struct group		*group;		/* owned; running, or NULL */
 	int			 ops;		/* pool works, requests, timer */
 	uint64_t		 inflight;	/* block bytes */
+	/* Bytes that files past check_space may still write (pool threads
+	 * add, the loop takes off as blocks land and jobs end). */
+	_Atomic uint64_t	 space_promised;
 	bool			 started;	/* root checked */
 	bool			 cancelled;
 	bool			 timer_armed;
@@ -616,15 +622,20 @@ open_direct(struct job *j)
  * Pool: would writing the rest of the file (what the temporary file does
  * not hold yet) leave less free space than min_disk_free keeps? Then
  * SH_ESPACE: the file waits for space while smaller ones may still fit,
- * and a temporary file left empty goes again. Space that cannot be
+ * and a temporary file left empty goes again. Files prepared at the same
+ * time all see the same free space, so what the ones that passed may
+ * still write is promised (p->space_promised) and not free for the next.
+ * Space that cannot be
  * measured (or a file system that reports a size of 0) does not stop the
  * pull (a full disk still fails the writes).
  */
 static int
 check_space(struct job *j, const struct stat *tst)
 {
-	const struct config_space *min = &j->p->p.min_disk_free;
+	struct pull	*p = j->p;
+	const struct config_space *min = &p->p.min_disk_free;
 	uint64_t	avail, total, size = (uint64_t)j->global->size;
+	uint64_t	promised, left;
 	int		rc;
 
 	if (min->ppm == 0 && min->bytes == 0)
@@ -636,8 +647,19 @@ check_space(struct job *j, const struct stat *tst)
 	j->space_need = size > j->reused_bytes ? size - j->reused_bytes : 0;
 	j->space_keep = config_space_bytes(min, total);
 	j->space_avail = avail;
-	if (avail >= j->space_keep && avail - j->space_keep >= j->space_need)
-		return 0;
+	promised = atomic_load(&p->space_promised);
+	do {
+		left = avail > promised ? avail - promised : 0;
+		j->space_others = promised;
+		if (left < j->space_keep ||
+		    left - j->space_keep < j->space_need)
+			break;
+		if (atomic_compare_exchange_weak(&p->space_promised,
+		    &promised, promised + j->space_need)) {
+			j->space_promise = j->space_need;
+			return 0;
+		}
+	} while (1);
 	if (tst->st_size == 0)
 		(void)util_wd_unlinkat(j->dirfd, j->tmpname, 0);
 	return SH_ESPACE;
@@ -1451,6 +1473,19 @@ out:
 
 /* Loop side */
 
+/* `bytes` of the job's file were written (or it ended: UINT64_MAX): they
+ * are no longer promised, the disk's free space shows them now. */
+static void
+space_settle(struct job *j, uint64_t bytes)
+{
+	uint64_t	d = bytes < j->space_promise ? bytes : j->space_promise;
+
+	if (d == 0)
+		return;
+	j->space_promise -= d;
+	(void)atomic_fetch_sub(&j->p->space_promised, d);
+}
+
 static void
 job_free(struct job *j)
 {
@@ -1508,6 +1543,7 @@ job_end(struct job *j, int rc, bool kick)
 			break;
 		}
 	p->njobs--;
+	space_settle(j, UINT64_MAX);
 	if (j->wbuf != NULL)
 		p->inflight -= (uint64_t)j->wsize;
 	if (j->version_name != NULL)
@@ -1538,14 +1574,16 @@ job_end(struct job *j, int rc, bool kick)
 			if (j->space_need >= p->prog.space_need) {
 				p->prog.space_need = j->space_need;
 				p->prog.space_avail = j->space_avail;
+				p->prog.space_promised = j->space_others;
 				p->prog.space_keep = j->space_keep;
 			}
 			LOG_DEBUG("pull", "folder \"%s\": \"%s\" needs %llu "
-			    "bytes, %llu free, min_disk_free keeps %llu; "
-			    "waiting for space", p->folder_id,
-			    esc(j->name, e, sizeof(e)),
+			    "bytes, %llu free (%llu promised to files under "
+			    "way), min_disk_free keeps %llu; waiting for "
+			    "space", p->folder_id, esc(j->name, e, sizeof(e)),
 			    (unsigned long long)j->space_need,
 			    (unsigned long long)j->space_avail,
+			    (unsigned long long)j->space_others,
 			    (unsigned long long)j->space_keep);
 		}
 		else if (j->bad_name || rc == -ENAMETOOLONG || rc == -EILSEQ)
@@ -1786,6 +1824,7 @@ blk_done(uv_work_t *req, int status)
 	if (rc == 0) {
 		j->bstate[b->idx] |= BLK_DONE;
 		j->done_count++;
+		space_settle(j, (uint64_t)b->size);
 		if (b->wrote_direct)
 			p->prog.bytes_direct += (uint64_t)b->size;
 		if (b->network) {

@@ -66,9 +66,6 @@ struct pull_progress {
 	uint64_t	blocks_network;
 	uint64_t	blocks_local;
 	uint64_t	blocks_reused;
-	/* Files skipped because writing them would leave less free space
-	 * than min_disk_free (counted in files_failed too), and for the
-	 * largest of them: bytes still to write, bytes free, bytes kept. */
 	/* Needed names left alone because they are ignored here (by a
 	 * pattern, or a local record flagged ignored), and the bytes of
 	 * those that are not deletions: the index counts them as needed. */
@@ -76,9 +73,14 @@ struct pull_progress {
 	uint64_t	ignored_need_bytes;
 	uint64_t	files_no_source; /* of files_failed: no connected device
 					  * had the blocks */
+	/* Files skipped because writing them would leave less free space
+	 * than min_disk_free (counted in files_failed too), and for the
+	 * largest of them: bytes still to write, bytes free, of those the
+	 * bytes files under way may still write, bytes kept. */
 	uint64_t	files_no_space;
 	uint64_t	space_need;
 	uint64_t	space_avail;
+	uint64_t	space_promised;
 	uint64_t	space_keep;
 	bool		incomplete;	/* ended early (PULL_MAX_PASS_NAMES) */
 };

@@ -981,6 +981,7 @@ test_pull_waits_for_disk_space(void **state)
 	assert_int_equal(f->prog.files_no_space, 1);
 	assert_int_equal(f->prog.space_need, sizeof(big));
 	assert_int_equal(f->prog.space_avail, 1500);
+	assert_int_equal(f->prog.space_promised, 0);
 	assert_int_equal(f->prog.space_keep, 1000);
 	expect_file(f, "small.bin", small, sizeof(small));
 	assert_false(exists(f, "big.bin"));
@@ -1015,6 +1016,50 @@ test_pull_waits_for_disk_space(void **state)
 	util_fault_clear();
 	assert_int_equal(f->prog.files_no_space, 0);
 	expect_file(f, "more.bin", big, sizeof(big));
+}
+
+/* Files prepared together see the same free space: each would fit alone,
+ * both together would not, so the second waits for the next pass. */
+static void
+test_pull_space_promised_to_files_in_flight(void **state)
+{
+	struct fx	*f = *state;
+	struct record	*r;
+	uint8_t		 one[3000], two[3000];
+
+	fill(one, sizeof(one), 5);
+	fill(two, sizeof(two), 6);
+	write_file(f, "one.src", one, sizeof(one));
+	write_file(f, "two.src", two, sizeof(two));
+	scan(f);
+	r = remote_file(f, "one.bin", one, sizeof(one), NULL, 1700000000,
+	    0644);
+	remote_put(f, r);
+	record_free(r);
+	r = remote_file(f, "two.bin", two, sizeof(two), NULL, 1700000000,
+	    0644);
+	remote_put(f, r);
+	record_free(r);
+
+	/* 5,000 free, 1,000 kept: 4,000 to use, 6,000 wanted. */
+	f->min_disk_free.bytes = 1000;
+	util_fault_space(5000, 1000000);
+	assert_int_equal(run_pull(f), 0);
+	assert_int_equal(f->prog.files_no_space, 1);
+	assert_int_equal(f->prog.files_failed, 1);
+	assert_int_equal(f->prog.space_need, 3000);
+	assert_int_equal(f->prog.space_avail, 5000);
+	assert_int_equal(f->prog.space_promised, 3000);
+	assert_true(exists(f, "one.bin") != exists(f, "two.bin"));
+
+	/* The next pass: the promise ended with the file (the faked free
+	 * space does not shrink), so the other one fits now. */
+	assert_int_equal(run_pull(f), 0);
+	util_fault_clear();
+	assert_int_equal(f->prog.files_no_space, 0);
+	assert_int_equal(f->prog.files_failed, 0);
+	expect_file(f, "one.bin", one, sizeof(one));
+	expect_file(f, "two.bin", two, sizeof(two));
 }
 
 static void
@@ -1854,6 +1899,9 @@ main(void)
 		    test_pull_fault_enospc_keeps_original, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_pull_waits_for_disk_space, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pull_space_promised_to_files_in_flight, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_pull_reused_counted_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(
