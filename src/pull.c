@@ -2253,11 +2253,13 @@ job_start(struct pull *p, const char *name)
 		rc = -ENAMETOOLONG;
 		goto fail;
 	}
-	/* Ignored names are never pulled; a record the scanner flagged as
-	 * ignored means the same. */
-	if ((j->local != NULL &&
-	    (j->local->local_flags & RECORD_LOCAL_IGNORED)) ||
-	    ignore_match(p->p.ignore, name) != IGNORE_NO) {
+	/* Ignored names are never pulled. The patterns decide, not a local
+	 * record the scanner flagged as ignored: once a pattern goes, a
+	 * flagged record whose file was deleted meanwhile stays (no scan
+	 * finds a file to replace it), and it must not keep the name from
+	 * coming back. A file that is there is not replaced (disk_matches:
+	 * a rescan instead). */
+	if (ignore_match(p->p.ignore, name) != IGNORE_NO) {
 		p->prog.ignored_need++;
 		if (!g->deleted)
 			p->prog.ignored_need_bytes += (uint64_t)g->size;

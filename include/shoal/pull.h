@@ -66,9 +66,9 @@ struct pull_progress {
 	uint64_t	blocks_network;
 	uint64_t	blocks_local;
 	uint64_t	blocks_reused;
-	/* Needed names left alone because they are ignored here (by a
-	 * pattern, or a local record flagged ignored), and the bytes of
-	 * those that are not deletions: the index counts them as needed. */
+	/* Needed names left alone because an ignore pattern matches them,
+	 * and the bytes of those that are not deletions: the index counts
+	 * them as needed. */
 	uint64_t	ignored_need;
 	uint64_t	ignored_need_bytes;
 	uint64_t	files_no_source; /* of files_failed: no connected device

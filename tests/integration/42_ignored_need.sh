@@ -38,4 +38,17 @@ wait_until 30 after_change || fail "not in sync after remote changes to ignored 
 rm "$T/fb/.stignore"
 wait_until 30 synced a "$T/fa" b "$T/fb" f || fail "not pulled once no longer ignored: b=$(status b)"
 expect_eq "content" "$(cat "$T/fb/x.log")" "log, longer"
+
+# A name b had, then ignored (its record flagged so), deleted while
+# ignored and then no longer ignored: its flagged record stays, as no file
+# replaces it, but the name comes back from a all the same (it stayed
+# away for good, and b said it was in sync).
+printf '*.log\n' >"$T/fb/.stignore"
+flagged() { [ "$(db_query b "SELECT COUNT(*) FROM files WHERE name = 'x.log' AND device = 0 AND invalid = 1")" = 1 ]; }
+wait_until 30 flagged || fail "x.log not flagged as ignored on b: $(db_query b "SELECT name, invalid FROM files WHERE name = 'x.log'")"
+rm "$T/fb/x.log"
+printf 'log, edited on a' >"$T/fa/x.log"
+rm "$T/fb/.stignore"
+back() { [ "$(cat "$T/fb/x.log" 2>/dev/null)" = "log, edited on a" ] && in_sync a f && in_sync b f; }
+wait_until 30 back || fail "an unignored name deleted while ignored did not come back: b=$(status b)"
 log "passed"

@@ -850,6 +850,55 @@ test_pull_counts_ignored_need(void **state)
 	f->ignore = NULL;
 }
 
+/* A name the scanner flagged as ignored, deleted while it was, and then
+ * no longer ignored: its record stays flagged (the file is gone, so no
+ * scan replaces it), but only the patterns decide what is ignored, so
+ * the peers' version is pulled. It was left alone forever, and the
+ * status counted it as ignored, so the folder looked in sync. */
+static void
+test_pull_unignored_name_is_pulled(void **state)
+{
+	struct fx	*f = *state;
+	struct record	*r, *l;
+	uint8_t		 old[500], data[700];
+	char		 err[256], *p;
+
+	fill(old, sizeof(old), 10);
+	fill(data, sizeof(data), 11);
+	write_file(f, "x.log", old, sizeof(old));
+	write_file(f, "src.bin", data, sizeof(data));
+	scan(f);
+	assert_int_equal(ignore_parse("*.log\n", 6, ".stignore", NULL,
+	    &f->ignore, err, sizeof(err)), 0);
+	assert_int_equal(scan_run_once(f->db, f->idx, "f1", f->root, f->me,
+	    f->ignore, false, NULL), 0);
+	l = local(f, "x.log");
+	assert_true(l->invalid && (l->local_flags & RECORD_LOCAL_IGNORED));
+	record_free(l);
+	p = path_of(f, "x.log");
+	assert_int_equal(unlink(p), 0);
+	free(p);
+	ignore_free(f->ignore);
+	f->ignore = NULL;
+	scan(f);
+	l = local(f, "x.log");
+	assert_true(l->local_flags & RECORD_LOCAL_IGNORED);
+
+	r = remote_file(f, "x.log", data, sizeof(data), &l->version,
+	    1700000000, 0644);
+	record_free(l);
+	remote_put(f, r);
+	record_free(r);
+	assert_int_equal(run_pull(f), 0);
+	assert_int_equal(f->prog.ignored_need, 0);
+	assert_int_equal(f->prog.files_failed, 0);
+	expect_file(f, "x.log", data, sizeof(data));
+	l = local(f, "x.log");
+	assert_false(l->invalid);
+	assert_false(l->local_flags & RECORD_LOCAL_IGNORED);
+	record_free(l);
+}
+
 /* A temporary file's blocks count as reused once, when the file is in
  * place, however many passes found them while the rest had no source. */
 static void
@@ -1904,6 +1953,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_pull_reused_counted_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pull_unignored_name_is_pulled, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_pull_counts_ignored_need, setup, teardown),
 		cmocka_unit_test_setup_teardown(
