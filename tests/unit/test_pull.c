@@ -996,6 +996,24 @@ test_pull_fault_enospc_keeps_original(void **state)
 	expect_file(f, "e.txt", src, sizeof(src));
 }
 
+/* A peer offers NAME.bin; its blocks are in the local NAME.src (for the
+ * caller to scan), so no peer is needed to pull it. */
+static void
+offer_with_source(struct fx *f, const char *name, const uint8_t *data,
+    size_t len)
+{
+	struct record	*r;
+	char		*src = xasprintf("%s.src", name);
+	char		*bin = xasprintf("%s.bin", name);
+
+	write_file(f, src, data, len);
+	r = remote_file(f, bin, data, len, NULL, 1700000000, 0644);
+	remote_put(f, r);
+	record_free(r);
+	free(src);
+	free(bin);
+}
+
 /*
  * min_disk_free: a file that would leave less free space than it keeps
  * waits (counted, its empty temp file gone), smaller ones still come, and
@@ -1010,17 +1028,9 @@ test_pull_waits_for_disk_space(void **state)
 
 	fill(big, sizeof(big), 3);
 	fill(small, sizeof(small), 4);
-	write_file(f, "big.src", big, sizeof(big));
-	write_file(f, "small.src", small, sizeof(small));
+	offer_with_source(f, "big", big, sizeof(big));
+	offer_with_source(f, "small", small, sizeof(small));
 	scan(f);
-	r = remote_file(f, "big.bin", big, sizeof(big), NULL, 1700000000,
-	    0644);
-	remote_put(f, r);
-	record_free(r);
-	r = remote_file(f, "small.bin", small, sizeof(small), NULL,
-	    1700000000, 0644);
-	remote_put(f, r);
-	record_free(r);
 
 	/* 1,500 bytes free, 1,000 kept: 500 to use. */
 	f->min_disk_free.bytes = 1000;
@@ -1073,22 +1083,13 @@ static void
 test_pull_space_promised_to_files_in_flight(void **state)
 {
 	struct fx	*f = *state;
-	struct record	*r;
 	uint8_t		 one[3000], two[3000];
 
 	fill(one, sizeof(one), 5);
 	fill(two, sizeof(two), 6);
-	write_file(f, "one.src", one, sizeof(one));
-	write_file(f, "two.src", two, sizeof(two));
+	offer_with_source(f, "one", one, sizeof(one));
+	offer_with_source(f, "two", two, sizeof(two));
 	scan(f);
-	r = remote_file(f, "one.bin", one, sizeof(one), NULL, 1700000000,
-	    0644);
-	remote_put(f, r);
-	record_free(r);
-	r = remote_file(f, "two.bin", two, sizeof(two), NULL, 1700000000,
-	    0644);
-	remote_put(f, r);
-	record_free(r);
 
 	/* 5,000 free, 1,000 kept: 4,000 to use, 6,000 wanted. */
 	f->min_disk_free.bytes = 1000;
