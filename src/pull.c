@@ -2147,6 +2147,29 @@ prep_done(uv_work_t *req, int status)
 	pump(p);
 }
 
+/*
+ * Would the global file hold the bytes the local one holds? Judged by the
+ * global's block hashes, which every block written is checked against,
+ * not by its blocks_hash, which a peer may get wrong. The local record
+ * stands for the disk: PREP checks that before anything is replaced.
+ */
+static bool
+same_bytes(const struct record *l, const struct record *g)
+{
+	size_t	i;
+
+	if (g->deleted || g->type != RECORD_TYPE_FILE || g->size != l->size ||
+	    g->block_count != l->block_count)
+		return false;
+	for (i = 0; i < g->block_count; i++)
+		if (g->blocks[i].offset != l->blocks[i].offset ||
+		    g->blocks[i].size != l->blocks[i].size ||
+		    memcmp(g->blocks[i].hash, l->blocks[i].hash,
+		    RECORD_HASH_LEN) != 0)
+			return false;
+	return true;
+}
+
 /* Should the local regular file become a conflict copy (invariant 2)? */
 static bool
 want_conflict(const struct pull *p, const struct record *l,
@@ -2158,6 +2181,11 @@ want_conflict(const struct pull *p, const struct record *l,
 		/* A receive-only local change loses to the cluster but is
 		 * kept as a (local) conflict copy (bep-brief §11). */
 		return (l->local_flags & RECORD_LOCAL_RECEIVEONLY) != 0;
+	/* Concurrent versions of the same bytes (a file un-ignored on two
+	 * nodes, the same edit made on both): a copy would only repeat the
+	 * file. */
+	if (same_bytes(l, g))
+		return false;
 	if (record_vector_concurrent(&l->version, &g->version))
 		return true;
 	return counter_of(&g->version, p->p.short_id) >

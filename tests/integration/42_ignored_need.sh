@@ -51,4 +51,16 @@ printf 'log, edited on a' >"$T/fa/x.log"
 rm "$T/fb/.stignore"
 back() { [ "$(cat "$T/fb/x.log" 2>/dev/null)" = "log, edited on a" ] && in_sync a f && in_sync b f; }
 wait_until 30 back || fail "an unignored name deleted while ignored did not come back: b=$(status b)"
+
+# Ignored and un-ignored again, unchanged: b's record comes back with only
+# b's counter (it cannot know what changed meanwhile), concurrent with a's,
+# but the bytes are the same, so no conflict copy is made anywhere.
+printf '*.log\n' >"$T/fb/.stignore"
+wait_until 30 flagged || fail "x.log not flagged as ignored on b again"
+rm "$T/fb/.stignore"
+valid() { [ "$(db_query b "SELECT COUNT(*) FROM files WHERE name = 'x.log' AND device = 0 AND invalid = 0")" = 1 ]; }
+wait_until 30 valid || fail "x.log not valid again on b"
+wait_until 30 synced a "$T/fa" b "$T/fb" f || fail "not in sync after un-ignoring: b=$(status b)"
+copies=$(find "$T/fa" "$T/fb" -name '*sync-conflict*')
+[ -z "$copies" ] || fail "conflict copies of identical files: $copies"
 log "passed"

@@ -711,6 +711,40 @@ test_pull_max_conflicts(void **state)
 	free(copy);
 }
 
+/* Concurrent versions of the same bytes make no conflict copy: the global
+ * version (its mtime, its vector) is taken, and the blocks come from the
+ * local file. */
+static void
+test_pull_concurrent_same_bytes_no_copy(void **state)
+{
+	struct fx	*f = *state;
+	struct record	*r, *old, *l;
+	uint8_t		 src[7000];
+	int64_t		 mtime = util_now_unix() + 1000;
+
+	fill(src, sizeof(src), 12);
+	write_file(f, "d.txt", src, sizeof(src));
+	scan(f);
+	old = local(f, "d.txt");
+	r = remote_file(f, "d.txt", src, sizeof(src), NULL, mtime, 0644);
+	assert_true(record_vector_concurrent(&r->version, &old->version));
+	remote_put(f, r);
+
+	assert_int_equal(run_pull(f), 0);
+	assert_int_equal(f->prog.conflicts, 0);
+	assert_int_equal(count_prefix(f, "d.sync-conflict-", NULL), 0);
+	assert_int_equal(f->prog.bytes_network, 0);
+	expect_file(f, "d.txt", src, sizeof(src));
+	l = local(f, "d.txt");
+	assert_int_equal(record_vector_compare(&l->version, &r->version),
+	    RECORD_EQUAL);
+	assert_int_equal(l->modified_s, mtime);
+	record_free(l);
+
+	record_free(r);
+	record_free(old);
+}
+
 static void
 test_pull_concurrent_makes_conflict_copy(void **state)
 {
@@ -1954,6 +1988,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_pull_reused_counted_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_pull_concurrent_same_bytes_no_copy, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_pull_unignored_name_is_pulled, setup, teardown),
 		cmocka_unit_test_setup_teardown(
