@@ -142,6 +142,12 @@ static const char *const migrations[] = {
 	"CREATE INDEX globals_need ON globals (folder, name) WHERE need != 0;"
 	"INSERT INTO globals SELECT folder, name, 0, type, size, deleted, "
 	"  (invalid != 0 OR local_flags != 0), 0 FROM files WHERE device = 0;",
+	/*
+	 * 3: a local record flagged as ignored no longer satisfies the need
+	 * (model_needs); the need of those names is recomputed in C after
+	 * this step. No table changes.
+	 */
+	"SELECT 1;",
 };
 
 #define SCHEMA_LATEST	((int)(sizeof(migrations) / sizeof(migrations[0])) - 1)
@@ -314,7 +320,7 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_DEVICE_ID_GET] = "SELECT device_id FROM devices WHERE idx = ?1",
 	[ST_GLOBAL_CANDIDATES] = "SELECT device, version, deleted, "
 	    "invalid != 0 OR local_flags != 0, modified_s, modified_ns, type, "
-	    "size FROM files INDEXED BY files_name "
+	    "size, local_flags FROM files INDEXED BY files_name "
 	    "WHERE folder = ?1 AND name = ?2",
 	[ST_GLOBAL_PUT] = "INSERT INTO globals (folder, name, device, type, "
 	    "size, deleted, invalid, need) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
@@ -778,10 +784,11 @@ static int	global_update(struct db *db, int64_t folder, const char *name);
 static int	globals_recompute_listed(struct db *db, int64_t folder);
 static int	exec_sql(struct db *db, const char *sql);
 
-/* Recompute the global rows of every name some peer has (after the
- * migration to schema 2, which seeded them from local rows). */
+/* Recompute the global rows of the (folder, name) pairs `select` lists:
+ * every name some peer has after the migration to schema 2, which seeded
+ * them from local rows; every name flagged ignored here after schema 3. */
 static int
-globals_rebuild_remote(struct db *db)
+globals_rebuild(struct db *db, const char *select)
 {
 	sqlite3_stmt	*s = NULL;
 	char		*name;
@@ -791,8 +798,7 @@ globals_rebuild_remote(struct db *db)
 	if (exec_sql(db, "CREATE TEMP TABLE IF NOT EXISTS drop_names "
 	    "(name TEXT NOT NULL)") != 0 || exec_sql(db, "BEGIN IMMEDIATE") != 0)
 		return SH_EDB;
-	if (sqlite3_prepare_v2(db->h, "SELECT DISTINCT folder, name FROM files "
-	    "WHERE device != 0", -1, &s, NULL) != SQLITE_OK) {
+	if (sqlite3_prepare_v2(db->h, select, -1, &s, NULL) != SQLITE_OK) {
 		rc = dberr(db, "prepare");
 		goto out;
 	}
@@ -894,7 +900,15 @@ migrate(struct db *db)
 	/* Schema 2 seeded globals from local rows only; names that peers
 	 * had need the full rule. */
 	if (from >= 1 && from < 2) {
-		rc = globals_rebuild_remote(db);
+		rc = globals_rebuild(db, "SELECT DISTINCT folder, name FROM "
+		    "files WHERE device != 0");
+		if (rc != 0)
+			goto out;
+	}
+	if (from >= 1 && from < 3) {
+		_Static_assert(RECORD_LOCAL_IGNORED == 1, "the SQL below");
+		rc = globals_rebuild(db, "SELECT folder, name FROM files "
+		    "WHERE device = 0 AND (local_flags & 1) != 0");
 		if (rc != 0)
 			goto out;
 	}
@@ -1587,6 +1601,10 @@ global_update(struct db *db, int64_t folder, const char *name)
 			have_local = true;
 			local.deleted = cur->deleted;
 			local.invalid = cur->invalid;
+			/* model_needs: a record flagged ignored holds
+			 * nothing. */
+			local.local_flags =
+			    (uint32_t)sqlite3_column_int64(s, 8);
 			record_vector_copy(&local.version, &cur->version);
 		}
 		if (best_dev < 0 || model_better(cur, best)) {

@@ -62,7 +62,13 @@ model_needs(const struct record *have, const struct record *global)
 {
 	if (rec_invalid(global) || global->version.count == 0)
 		return false;
-	if (have == NULL)
+	/* A record the scanner flagged as ignored holds nothing: the flag
+	 * bumped its vector, which may dominate the global one, yet the name
+	 * is needed like one we never had. The puller leaves it alone while
+	 * a pattern matches (the status does not count it then), and pulls
+	 * it once none does, also when the file went meanwhile and no scan
+	 * replaces the record. */
+	if (have == NULL || (have->local_flags & RECORD_LOCAL_IGNORED))
 		return !global->deleted;
 	return !record_vector_greater_equal(&have->version, &global->version);
 }

@@ -1354,6 +1354,14 @@ delete_work(uv_work_t *req)
 	if (rc < 0)
 		goto out;
 	j->dirfd = rc;
+	if (j->global->type == RECORD_TYPE_FILE) {
+		/* A temporary file a pass left (the deletion came while the
+		 * file was under way) can never be finished now. */
+		char	*tmp = pull_temp_name(j->base);
+
+		(void)util_wd_unlinkat(j->dirfd, tmp, 0);
+		free(tmp);
+	}
 	rc = disk_look(j->dirfd, j->base, &st, &absent, &target);
 	if (rc != 0)
 		goto out;

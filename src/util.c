@@ -385,6 +385,17 @@ util_fault_clear(void)
 	fault_space = false;
 }
 
+/* Faked free space shrinks by what is written, as a disk's would. */
+static void
+fault_space_used(size_t len)
+{
+	uint64_t	cur = fault_avail;
+
+	while (!atomic_compare_exchange_weak(&fault_avail, &cur,
+	    cur > len ? cur - len : 0))
+		;
+}
+
 int
 util_disk_space(int fd, uint64_t *avail, uint64_t *total)
 {
@@ -493,6 +504,8 @@ util_write_all(int fd, const void *buf, size_t len)
 		}
 		p += n;
 		len -= (size_t)n;
+		if (fault_space)
+			fault_space_used((size_t)n);
 	}
 	return 0;
 }
@@ -517,6 +530,8 @@ util_pwrite_all(int fd, const void *buf, size_t len, off_t off)
 		p += n;
 		off += n;
 		len -= (size_t)n;
+		if (fault_space)
+			fault_space_used((size_t)n);
 	}
 	return 0;
 }

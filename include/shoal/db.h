@@ -19,7 +19,7 @@
 
 #define DB_FILE			"index.db"
 /* Schema version this build creates and migrates to (PRAGMA user_version). */
-#define DB_SCHEMA_VERSION	2
+#define DB_SCHEMA_VERSION	3
 /* Device index of this device in every per-device table. */
 #define DB_LOCAL_DEVICE		0
 

@@ -186,7 +186,8 @@ enum util_fault_kind {
 };
 void	util_fault_set(enum util_fault_kind kind, int nth, int err);
 /* From now on util_disk_space() reports these figures for every file
- * system (tests); util_fault_clear() ends it. */
+ * system, the free space shrinking by what util_write_all() and
+ * util_pwrite_all() write (tests); util_fault_clear() ends it. */
 void	util_fault_space(uint64_t avail, uint64_t total);
 void	util_fault_clear(void);
 /* Bytes an unprivileged writer may still use (f_bavail) and the size of

@@ -63,4 +63,27 @@ wait_until 30 valid || fail "x.log not valid again on b"
 wait_until 30 synced a "$T/fa" b "$T/fb" f || fail "not in sync after un-ignoring: b=$(status b)"
 copies=$(find "$T/fa" "$T/fb" -name '*sync-conflict*')
 [ -z "$copies" ] || fail "conflict copies of identical files: $copies"
+
+# A directory b had, then ignored, then deleted while ignored, changed on
+# a meanwhile: once no longer ignored it comes back whole. (b's flagged
+# records, whose vectors the flag had bumped past a's, were taken as
+# newer than a's: the directories were never made, the files in them
+# failed for good.)
+mkdir -p "$T/fa/var/sub"
+printf one >"$T/fa/var/one"
+printf two >"$T/fa/var/sub/two"
+wait_until 30 synced a "$T/fa" b "$T/fb" f || fail "var not synced"
+printf 'var\n' >"$T/fb/.stignore"
+var_flagged() { [ "$(db_query b "SELECT COUNT(*) FROM files WHERE name LIKE 'var%' AND device = 0 AND invalid = 1")" = 4 ]; }
+wait_until 30 var_flagged || fail "var not flagged as ignored on b: $(db_query b "SELECT name, invalid FROM files WHERE device = 0")"
+rm -r "$T/fb/var"
+printf 'one, edited' >"$T/fa/var/one"
+printf three >"$T/fa/var/three"
+a_has_three() { [ "$(db_query a "SELECT COUNT(*) FROM files WHERE device = 0 AND name = 'var/three'")" = 1 ]; }
+wait_until 30 a_has_three || fail "a did not scan var/three"
+rm "$T/fb/.stignore"
+wait_until 30 synced a "$T/fa" b "$T/fb" f || fail "var did not come back: b=$(status b)"
+expect_eq "var/one" "$(cat "$T/fb/var/one")" "one, edited"
+copies=$(find "$T/fa" "$T/fb" -name '*sync-conflict*')
+[ -z "$copies" ] || fail "conflict copies: $copies"
 log "passed"

@@ -209,6 +209,7 @@ test_db_newer_version_refused(void **state)
 	struct fixture	*f = *state;
 	struct db	*db2 = (struct db *)f;
 	sqlite3		*h = NULL;
+	char		*sql;
 
 	db_close(f->db);
 	f->db = NULL;
@@ -223,8 +224,9 @@ test_db_newer_version_refused(void **state)
 	assert_int_equal(sql_int(f, "SELECT count(*) FROM folders"), 1);
 	/* Restore so teardown (and later opens) work. */
 	assert_int_equal(sqlite3_open(f->path, &h), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(h, "PRAGMA user_version = 2", NULL,
-	    NULL, NULL), SQLITE_OK);
+	sql = xasprintf("PRAGMA user_version = %d", DB_SCHEMA_VERSION);
+	assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
+	free(sql);
 	assert_int_equal(sqlite3_close(h), SQLITE_OK);
 	assert_int_equal(db_open(f->path, &f->db), 0);
 }

@@ -132,7 +132,7 @@ holder(struct fixture *f, const char *name)
 static void
 test_model_rules(void **state)
 {
-	struct record	*a, *b;
+	struct record	*a, *b, *mk_tmp;
 
 	(void)state;
 	/* Dominating vector wins regardless of mtime. */
@@ -172,8 +172,44 @@ test_model_rules(void **state)
 	record_free(a);
 	a = mk("x", 0, 2, 1, true);
 	assert_false(model_needs(NULL, a));	/* deletion of what we never had */
+	/* A record flagged ignored holds nothing, whatever its vector. */
+	b->invalid = true;
+	b->local_flags = RECORD_LOCAL_IGNORED;
+	record_vector_update(&b->version, A_ID, 1000);
+	assert_true(model_needs(b, mk_tmp = mk("x", 1, 1, 1, false)));
+	record_free(mk_tmp);
+	assert_false(model_needs(b, a));
 	record_free(a);
 	record_free(b);
+}
+
+/* Names flagged ignored here whose vector dominates (the flag bumped it)
+ * are needed once a peer has them; an index from schema 2 gets this on
+ * upgrade. */
+static void
+test_model_ignored_flag_needs(void **state)
+{
+	struct fixture	*f = *state;
+	struct record	*l;
+	sqlite3		*h = NULL;
+
+	put_remote(f, mk("i.log", 1, 1, 1, false), 1);
+	l = mk("i.log", 2, 1, 1, false);
+	l->invalid = true;
+	l->local_flags = RECORD_LOCAL_IGNORED;
+	put_local(f, l);
+	assert_int_equal(counts(f).need_files, 1);
+
+	/* Schema 2 stored need 0 for it. */
+	db_close(f->db);
+	f->db = NULL;
+	assert_int_equal(sqlite3_open(f->path, &h), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(h, "UPDATE globals SET need = 0; "
+	    "PRAGMA user_version = 2", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_close(h), SQLITE_OK);
+	assert_int_equal(db_open(f->path, &f->db), 0);
+	assert_int_equal(db_schema_version(f->db), DB_SCHEMA_VERSION);
+	assert_int_equal(counts(f).need_files, 1);
 }
 
 static void
@@ -345,6 +381,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_model_need_order, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_model_ignored_flag_needs,
+		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_model_migration_from_v1,
 		    setup, teardown),
 	};
