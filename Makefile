@@ -32,7 +32,7 @@ ifeq ($(WERROR),1)
 WARN += -Werror
 endif
 FINAL_CFLAGS := -std=c11 -D_GNU_SOURCE -Iinclude -I$(BUILDDIR)/gen $(WARN) \
-	$(MBEDTLS_CFLAGS) $(PKG_CFLAGS) -DSHOAL_VERSION='"$(VERSION)"' -MMD -MP \
+	$(MBEDTLS_CFLAGS) $(PKG_CFLAGS) -MMD -MP \
 	$(CFLAGS)
 FINAL_LDFLAGS := $(LDFLAGS)
 FINAL_LIBS := $(PKG_LIBS) $(EXTRA_LIBS)
@@ -66,7 +66,7 @@ FUZZ_TIME ?= 20
 # intermediates, and fuzz targets compiled after a sub-make need the header.
 .SECONDARY: $(GEN_C) $(GEN_H)
 
-.PHONY: all test check unit integration check-asan check-headers fuzz \
+.PHONY: FORCE all test check unit integration check-asan check-headers fuzz \
 	fuzz-build bench analyze lint install uninstall clean interop
 
 all: $(BUILDDIR)/shoal
@@ -83,6 +83,16 @@ $(BUILDDIR)/obj/%.o: src/%.c $(GEN_H)
 	@mkdir -p $(dir $@)
 	$(call quiet,CC,$@)
 	$(Q)$(CC) $(FINAL_CFLAGS) -c -o $@ $<
+
+# The version string is compiled into one object (src/buildinfo.c), rebuilt
+# whenever the version changes; the stamp is rewritten only then.
+VERSION_STAMP := $(BUILDDIR)/gen/version.txt
+$(VERSION_STAMP): FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(VERSION)' | cmp -s - $@ || echo '$(VERSION)' >$@
+$(BUILDDIR)/obj/buildinfo.o: $(VERSION_STAMP)
+$(BUILDDIR)/obj/buildinfo.o: FINAL_CFLAGS += -DSHOAL_VERSION='"$(VERSION)"'
+FORCE:
 
 $(BUILDDIR)/gen/%.pb-c.c $(BUILDDIR)/gen/%.pb-c.h: proto/%.proto
 	@mkdir -p $(dir $@)

@@ -27,6 +27,7 @@
 #include <sodium.h>
 
 #include "shoal/api.h"
+#include "shoal/buildinfo.h"
 #include "shoal/cli.h"
 #include "shoal/config.h"
 #include "shoal/daemon.h"
@@ -1709,7 +1710,7 @@ cli_main(int argc, char **argv)
 			}
 			break;
 		case 'V':
-			printf("shoal %s\n", SHOAL_VERSION);
+			printf("shoal %s\n", shoal_version);
 			return CLI_EXIT_OK;
 		case 'h':
 			print_group_usage(stdout, NULL, top_cmds);

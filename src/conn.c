@@ -64,6 +64,7 @@
 
 #include "bep.pb-c.h"
 
+#include "shoal/buildinfo.h"
 #include "shoal/config.h"
 #include "shoal/conn.h"
 #include "shoal/db.h"
@@ -1567,7 +1568,7 @@ tls_handshake_cb(struct tls *t, int status)
 	/* Hello goes out at once, before reading the peer's (§4). The name is
 	 * sent only to devices we know, as Syncthing does. */
 	rc = proto_hello_encode(config_device_find(c->env->cfg, &c->peer) != NULL ?
-	    c->env->cfg->name : "", "shoal", SHOAL_VERSION, &buf, &len);
+	    c->env->cfg->name : "", "shoal", shoal_version, &buf, &len);
 	if (rc != 0) {
 		close_internal(c, "cannot encode Hello", false);
 		return;

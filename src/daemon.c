@@ -34,6 +34,7 @@
 #include <uv.h>
 
 #include "shoal/api.h"
+#include "shoal/buildinfo.h"
 #include "shoal/config.h"
 #include "shoal/conn.h"
 #include "shoal/daemon.h"
@@ -530,7 +531,7 @@ h_status(const struct api_request *req, json_t **resp, void *arg)
 	}
 	peers = net_peers_json(d->net);
 	o = json_pack("{s:s, s:s, s:s, s:[s], s:s, s:I, s:o, s:o, s:o}",
-	    "device_id", idstr, "name", d->cfg->name, "version", SHOAL_VERSION,
+	    "device_id", idstr, "name", d->cfg->name, "version", shoal_version,
 	    "listen", net_listen_addr(d->net), "api", api_bound_addr(d->api),
 	    "uptime_s", (json_int_t)((util_now_ms() - d->start_ms) / 1000),
 	    "folders", folders, "peers", peers,
@@ -1095,7 +1096,7 @@ daemon_run(const char *home)
 
 	identity_id_format(identity_device_id(d.ident), idstr);
 	LOG_INFO("daemon", "shoal %s started; device %s; listening on %s; "
-	    "control API on %s", SHOAL_VERSION, idstr, net_listen_addr(d.net),
+	    "control API on %s", shoal_version, idstr, net_listen_addr(d.net),
 	    api_bound_addr(d.api));
 	for (i = 0; i < d.cfg->folder_count; i++)
 		start_folder(&d, &d.cfg->folders[i]);

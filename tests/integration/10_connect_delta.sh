@@ -21,6 +21,9 @@ wait_until 20 remote_is a b f 4 || fail "a did not get b's index ($(remote_count
 
 # Peer details in status.
 peer_field a b client | grep -q '^shoal ' || fail "client: $(peer_field a b client)"
+# One version everywhere: the CLI, the status and the Hello peers see.
+expect_eq "client version" "$(peer_field a b client)" "$("$SHOAL" --version)"
+expect_eq "status version" "shoal $(status b | jq -r .version)" "$("$SHOAL" --version)"
 peer_field a b address | grep -q '^127\.0\.0\.1:' || fail "address: $(peer_field a b address)"
 [ "$(peer_field a b in_bytes)" -gt 0 ] || fail "in_bytes not counted"
 [ "$(peer_field a b out_bytes)" -gt 0 ] || fail "out_bytes not counted"
