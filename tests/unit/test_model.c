@@ -129,6 +129,22 @@ holder(struct fixture *f, const char *name)
 	return dev;
 }
 
+/* Close the index, turn it into an older one with `sql`, open it again:
+ * the migrations take it to the latest schema. */
+static void
+reopen_from_old(struct fixture *f, const char *sql)
+{
+	sqlite3	*h = NULL;
+
+	db_close(f->db);
+	f->db = NULL;
+	assert_int_equal(sqlite3_open(f->path, &h), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_close(h), SQLITE_OK);
+	assert_int_equal(db_open(f->path, &f->db), 0);
+	assert_int_equal(db_schema_version(f->db), DB_SCHEMA_VERSION);
+}
+
 static void
 test_model_rules(void **state)
 {
@@ -191,7 +207,6 @@ test_model_ignored_flag_needs(void **state)
 {
 	struct fixture	*f = *state;
 	struct record	*l;
-	sqlite3		*h = NULL;
 
 	put_remote(f, mk("i.log", 1, 1, 1, false), 1);
 	l = mk("i.log", 2, 1, 1, false);
@@ -201,14 +216,8 @@ test_model_ignored_flag_needs(void **state)
 	assert_int_equal(counts(f).need_files, 1);
 
 	/* Schema 2 stored need 0 for it. */
-	db_close(f->db);
-	f->db = NULL;
-	assert_int_equal(sqlite3_open(f->path, &h), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(h, "UPDATE globals SET need = 0; "
-	    "PRAGMA user_version = 2", NULL, NULL, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_close(h), SQLITE_OK);
-	assert_int_equal(db_open(f->path, &f->db), 0);
-	assert_int_equal(db_schema_version(f->db), DB_SCHEMA_VERSION);
+	reopen_from_old(f, "UPDATE globals SET need = 0; "
+	    "PRAGMA user_version = 2");
 	assert_int_equal(counts(f).need_files, 1);
 }
 
@@ -352,18 +361,11 @@ static void
 test_model_migration_from_v1(void **state)
 {
 	struct fixture	*f = *state;
-	sqlite3		*h = NULL;
 
 	put_local(f, mk("m.txt", 1, 0, 1, false));
 	put_remote(f, mk("m.txt", 1, 4, 2, false), 1);
-	db_close(f->db);
-	f->db = NULL;
-	assert_int_equal(sqlite3_open(f->path, &h), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(h, "DROP TABLE globals; DROP INDEX "
-	    "files_name; PRAGMA user_version = 1", NULL, NULL, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_close(h), SQLITE_OK);
-	assert_int_equal(db_open(f->path, &f->db), 0);
-	assert_int_equal(db_schema_version(f->db), DB_SCHEMA_VERSION);
+	reopen_from_old(f, "DROP TABLE globals; DROP INDEX files_name; "
+	    "PRAGMA user_version = 1");
 	assert_int_equal(holder(f, "m.txt"), f->remote);
 	assert_int_equal(counts(f).need_files, 1);
 }
