@@ -782,12 +782,25 @@ key_once(struct parser *p, const char *ctx, const char *key)
 	return 0;
 }
 
+/* The boolean [options] key `key` names, or NULL. */
+static bool *
+options_flag(struct config *c, const char *key)
+{
+	if (strcmp(key, "announce_lan") == 0)
+		return &c->announce_lan;
+	if (strcmp(key, "listen_lan") == 0)
+		return &c->listen_lan;
+	if (strcmp(key, "low_priority") == 0)
+		return &c->low_priority;
+	return NULL;
+}
+
 static int
 parse_options_key(struct parser *p, const char *key, char *v)
 {
 	struct config	*c = p->c;
 	char		 qbuf[QV_SIZE];
-	bool		 b;
+	bool		 b, *flag;
 	int		 rc;
 
 	rc = key_once(p, "", key);
@@ -808,18 +821,11 @@ parse_options_key(struct parser *p, const char *key, char *v)
 			    "127.0.0.1:PORT or [::1]:PORT)", qv(v, qbuf));
 		free(c->api);
 		c->api = xstrdup(v);
-	} else if (strcmp(key, "announce_lan") == 0 ||
-	    strcmp(key, "listen_lan") == 0 ||
-	    strcmp(key, "low_priority") == 0) {
+	} else if ((flag = options_flag(c, key)) != NULL) {
 		if (!parse_bool(v, &b))
 			return perr(p, "%s: bad boolean \"%s\" (want true or "
 			    "false)", key, qv(v, qbuf));
-		if (key[0] == 'a')
-			c->announce_lan = b;
-		else if (key[1] == 'i')
-			c->listen_lan = b;
-		else
-			c->low_priority = b;
+		*flag = b;
 	} else
 		return perr(p, "unknown key \"%s\" in [options]",
 		    qv(key, qbuf));

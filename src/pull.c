@@ -625,9 +625,8 @@ open_direct(struct job *j)
  * and a temporary file left empty goes again. Files prepared at the same
  * time all see the same free space, so what the ones that passed may
  * still write is promised (p->space_promised) and not free for the next.
- * Space that cannot be
- * measured (or a file system that reports a size of 0) does not stop the
- * pull (a full disk still fails the writes).
+ * Space that cannot be measured (or a file system that reports a size of
+ * 0) does not stop the pull (a full disk still fails the writes).
  */
 static int
 check_space(struct job *j, const struct stat *tst)

@@ -437,8 +437,7 @@ util_sched_batch(bool on)
 {
 	struct dirent	*e;
 	DIR		*dir;
-	char		*end;
-	long		 tid;
+	uint64_t	 tid;
 	int		 from = on ? SCHED_OTHER : SCHED_BATCH;
 	int		 to = on ? SCHED_BATCH : SCHED_OTHER, rc, r;
 
@@ -449,11 +448,8 @@ util_sched_batch(bool on)
 	if (dir == NULL)
 		return rc;	/* no /proc: later threads still inherit */
 	while ((e = readdir(dir)) != NULL) {
-		errno = 0;
-		tid = strtol(e->d_name, &end, 10);
-		if (e->d_name[0] < '0' || e->d_name[0] > '9' || *end != '\0' ||
-		    errno != 0 || tid <= 0 || tid > INT_MAX)
-			continue;
+		if (util_parse_u64(e->d_name, 1, INT_MAX, &tid) != 0)
+			continue;	/* "." and ".." */
 		r = sched_move((pid_t)tid, from, to);
 		/* A thread that ended meanwhile is no error. */
 		if (r != 0 && r != -ESRCH && rc == 0)
